@@ -1,0 +1,131 @@
+"""Affine, ReLU and inverted dropout layers."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ._checks import as_float_array, require_min_ndim, require_mode
+
+__all__ = ["AffineCache", "ReluCache", "DropoutCache",
+           "affine_forward", "affine_backward", "relu_forward", "relu_backward",
+           "dropout_forward", "dropout_backward"]
+
+
+class AffineCache(NamedTuple):
+    x: np.ndarray    # (N, d_1, ..., d_k) as given
+    w: np.ndarray    # (D, M)
+
+
+class ReluCache(NamedTuple):
+    x: np.ndarray
+
+
+class DropoutCache(NamedTuple):
+    mask: np.ndarray | None   # keep-mask already divided by p; None in test mode
+    mode: str
+
+
+def affine_forward(x, w, b):
+    """Affine (fully connected) layer: ``out = x.reshape(N, D) @ w + b``.
+
+    Inputs:
+    - x: A numpy array containing input data, of shape (N, d_1, ..., d_k)
+    - w: A numpy array of weights, of shape (D, M), D = d_1 * ... * d_k
+    - b: A numpy array of biases, of shape (M,)
+
+    Returns a tuple of:
+    - out: output, of shape (N, M)
+    - cache: AffineCache(x, w)
+    """
+    x = as_float_array(x, "x")
+    w = as_float_array(w, "w")
+    require_min_ndim(x, 1, "x", "(N, d_1, ..., d_k)")
+    if w.ndim != 2:
+        raise ValueError(f"expected 2-D weights w (D, M), got shape {w.shape}")
+    n = x.shape[0]
+    d = int(np.prod(x.shape[1:], dtype=np.int64))
+    if d != w.shape[0]:
+        raise ValueError(f"x of shape {x.shape} flattens to D={d} features but w has shape {w.shape}; "
+                         f"w must be (D, M) = ({d}, M)")
+    if np.shape(b) != (w.shape[1],):
+        raise ValueError(f"b must have shape ({w.shape[1]},) to match w {w.shape}, got {np.shape(b)}")
+    out = x.reshape(n, d) @ w
+    out += b
+    return out, AffineCache(x, w)
+
+
+def affine_backward(dout, cache):
+    """Backward pass for an affine layer.
+
+    Inputs: dout of shape (N, M); cache AffineCache(x, w).
+    Returns (dx, dw, db) of shapes (N, d_1, ..., d_k), (D, M), (M,).
+    """
+    x, w = cache
+    x2 = x.reshape(x.shape[0], -1)
+    dx = (dout @ w.T).reshape(x.shape)
+    dw = x2.T @ dout
+    db = dout.sum(axis=0)
+    return dx, dw, db
+
+
+def relu_forward(x):
+    """ReLU: ``out = max(0, x)``; returns (out, ReluCache(x)), out of x's shape."""
+    x = as_float_array(x, "x")
+    return np.maximum(x, 0), ReluCache(x)
+
+
+def relu_backward(dout, cache):
+    """dx = dout where x > 0, else 0 (the subgradient at 0 is taken as 0)."""
+    return np.where(cache.x > 0, dout, np.zeros((), dtype=dout.dtype))
+
+
+_DROPOUT_KEYS = {"mode", "p", "seed", "rng"}
+
+
+def dropout_forward(x, dropout_param):
+    """Inverted dropout: in train mode keep each unit with probability p and scale by 1/p.
+
+    Inputs:
+    - x: Input data, of any shape
+    - dropout_param: A dictionary with the following keys:
+      - p: Dropout parameter. We keep each neuron output with probability p.
+      - mode: 'test' or 'train'. In test mode dropout is the identity.
+      - seed: Seed for the random number generator (a fresh np.random.default_rng(seed)
+        per call, so the same seed gives the same mask; the global RNG is untouched).
+      - rng: (normlab) a np.random.Generator to draw from; takes precedence over seed.
+      Without seed or rng the global np.random state is used, as in the course.
+
+    Returns a tuple of:
+    - out: Array of the same shape and dtype as x.
+    - cache: DropoutCache(mask, mode).
+    """
+    if not isinstance(dropout_param, dict):
+        raise TypeError(f"dropout_param must be a dict, got {type(dropout_param).__name__}")
+    unknown = set(dropout_param) - _DROPOUT_KEYS
+    if unknown:
+        raise ValueError(f"unknown dropout_param keys {sorted(unknown)}; allowed: {sorted(_DROPOUT_KEYS)}")
+    x = as_float_array(x, "x")
+    mode = require_mode(dropout_param.get("mode"))
+    p = dropout_param.get("p")
+    if p is None or not 0.0 < float(p) <= 1.0:
+        raise ValueError(f"dropout_param['p'] is the keep probability and must lie in (0, 1], got {p!r}")
+    if mode == "test":
+        return x, DropoutCache(None, mode)
+    rng = dropout_param.get("rng")
+    if rng is not None:
+        u = rng.random(x.shape)
+    elif dropout_param.get("seed") is not None:
+        u = np.random.default_rng(dropout_param["seed"]).random(x.shape)
+    else:
+        u = np.random.random(x.shape)
+    mask = (u < p).astype(x.dtype)
+    mask /= np.asarray(p, dtype=x.dtype)
+    return x * mask, DropoutCache(mask, mode)
+
+
+def dropout_backward(dout, cache):
+    """dx = dout * mask in train mode (mask holds 0 or 1/p), dout in test mode."""
+    if cache.mode == "test":
+        return dout
+    return dout * cache.mask

@@ -1,0 +1,314 @@
+"""Batch normalization (Ioffe & Szegedy 2015) and its spatial variant.
+
+Train mode, over the m entries of each feature (the batch; and H, W for spatial):
+
+    mu = mean(x),  var = mean((x - mu)^2)          biased variance, as in the paper
+    x_hat = (x - mu) / sqrt(var + eps)
+    out = gamma * x_hat + beta
+
+Test mode uses the running statistics instead of mu and var.
+
+Running statistics: two conventions, chosen per layer by ``BatchNormConfig``.
+
+- ``'course'`` (default, CS231n): ``running = momentum * running + (1 - momentum) * batch``,
+  momentum 0.9 weights the OLD value, biased variance, running mean and var start at 0.
+- ``'torch'`` (PyTorch / the paper): ``running = (1 - momentum) * running + momentum * batch``,
+  momentum 0.1 weights the NEW batch, unbiased variance ``var * m / (m - 1)``,
+  running mean starts at 0 and running var at 1.
+
+The core is functional: running statistics come in as a ``RunningStats`` and a
+new one goes out; nothing is mutated. ``batchnorm_forward`` and friends are the
+course's ``bn_param``-dict adapters over it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from ._checks import as_float_array, param_vector, require_mode, require_ndim
+from .normalization import normalize, project_out, reduced_size
+
+__all__ = [
+    "BatchNormConfig", "RunningStats", "BatchNormCache",
+    "batchnorm_train", "batchnorm_eval", "batchnorm_backward_staged", "batchnorm_backward_closed",
+    "batchnorm_forward", "batchnorm_backward", "batchnorm_backward_alt",
+    "spatial_batchnorm_forward", "spatial_batchnorm_backward",
+]
+
+CONVENTIONS = ("course", "torch")
+_DEFAULT_MOMENTUM = {"course": 0.9, "torch": 0.1}
+
+
+@dataclass(frozen=True)
+class BatchNormConfig:
+    """Hyperparameters of one batch-norm layer (see the module docstring for conventions)."""
+    eps: float = 1e-5
+    momentum: float | None = None      # None: 0.9 for 'course', 0.1 for 'torch'
+    convention: str = "course"
+
+    def __post_init__(self):
+        if self.convention not in CONVENTIONS:
+            raise ValueError(f"unknown batch-norm convention {self.convention!r}; "
+                             f"expected 'course' (CS231n) or 'torch' (PyTorch)")
+        if self.momentum is None:
+            object.__setattr__(self, "momentum", _DEFAULT_MOMENTUM[self.convention])
+        if not 0.0 <= float(self.momentum) <= 1.0:
+            raise ValueError(f"momentum must lie in [0, 1], got {self.momentum}")
+        if not float(self.eps) > 0.0:
+            raise ValueError(f"eps must be positive, got {self.eps}")
+
+    @property
+    def new_weight(self) -> float:
+        """Weight of the current batch in the running average."""
+        return 1.0 - self.momentum if self.convention == "course" else self.momentum
+
+
+class RunningStats(NamedTuple):
+    """Running mean and variance, each of shape (C,)."""
+    mean: np.ndarray
+    var: np.ndarray
+
+    @classmethod
+    def initial(cls, num_features: int, dtype, config: BatchNormConfig) -> "RunningStats":
+        var0 = np.zeros if config.convention == "course" else np.ones
+        return cls(np.zeros(num_features, dtype=dtype), var0(num_features, dtype=dtype))
+
+
+class BatchNormCache(NamedTuple):
+    """Everything both backward passes need; `x` and `mean` serve the staged one."""
+    x: np.ndarray
+    mean: np.ndarray          # keepdims shape; batch mean (train) or running mean (test)
+    var: np.ndarray           # keepdims shape, biased
+    inv_std: np.ndarray       # keepdims shape, 1 / sqrt(var + eps)
+    x_hat: np.ndarray
+    gamma: np.ndarray         # keepdims shape
+    eps: float
+    axes: tuple[int, ...]     # the reduced axes
+    batch_stats: bool         # True in train mode: statistics depend on x
+    param_shape: tuple[int, ...]  # gamma's shape as given, for returning dgamma / dbeta
+
+
+def _stat_shape(x: np.ndarray, axes) -> tuple[int, ...]:
+    return tuple(1 if a in axes else n for a, n in enumerate(x.shape))
+
+
+def _prepare(x, gamma, beta, axes, layout):
+    x = as_float_array(x, "x")
+    require_ndim(x, {1: 2, 3: 4}[len(axes)], "input x", layout)
+    shape = _stat_shape(x, axes)
+    c = x.shape[1]
+    param_shape = np.shape(gamma)
+    g = param_vector(gamma, c, "gamma", x.dtype).reshape(shape)
+    b = param_vector(beta, c, "beta", x.dtype).reshape(shape)
+    return x, g, b, param_shape
+
+
+def batchnorm_train(x, gamma, beta, stats: RunningStats | None, config: BatchNormConfig,
+                    axes: tuple[int, ...] = (0,)):
+    """Train-mode batch norm; returns ``(out, new_stats, cache)``.
+
+    x: (N, C) with axes (0,), or (N, C, H, W) with axes (0, 2, 3).
+    gamma, beta: (C,) (or any shape with C entries, e.g. (1, C, 1, 1)).
+    Raises ValueError when each channel has a single value (m == 1: the
+    variance is 0 and the output carries no information), and NonFiniteError
+    on NaN/inf input; the running statistics are untouched in both cases.
+    """
+    layout = "(N, D)" if axes == (0,) else "(N, C, H, W)"
+    x, g, b, param_shape = _prepare(x, gamma, beta, axes, layout)
+    m = reduced_size(x.shape, axes)
+    if m < 2:
+        raise ValueError(f"expected more than 1 value per channel when training, got input shape "
+                         f"{x.shape}; use a batch of at least 2 or mode='test'")
+    x_hat, mean, var, norm = normalize(x, axes, config.eps, where="batchnorm")
+    inv_std = norm.inv_std
+    out = x_hat * g
+    out += b
+    if stats is None:
+        stats = RunningStats.initial(x.shape[1], x.dtype, config)
+    batch_var = var.reshape(-1)
+    if config.convention == "torch":
+        batch_var = batch_var * (m / (m - 1))
+    w = config.new_weight
+    new_stats = RunningStats((1 - w) * stats.mean + w * mean.reshape(-1),
+                             (1 - w) * stats.var + w * batch_var)
+    new_stats = RunningStats(*(s.astype(x.dtype, copy=False) for s in new_stats))
+    cache = BatchNormCache(x, mean, var, inv_std, x_hat, g, config.eps, axes, True, param_shape)
+    return out, new_stats, cache
+
+
+def batchnorm_eval(x, gamma, beta, stats: RunningStats, config: BatchNormConfig,
+                   axes: tuple[int, ...] = (0,)):
+    """Test-mode batch norm with the running statistics; returns ``(out, cache)``."""
+    layout = "(N, D)" if axes == (0,) else "(N, C, H, W)"
+    x, g, b, param_shape = _prepare(x, gamma, beta, axes, layout)
+    shape = _stat_shape(x, axes)
+    if stats is None:
+        stats = RunningStats.initial(x.shape[1], x.dtype, config)
+    mean = np.asarray(stats.mean, dtype=x.dtype).reshape(shape)
+    var = np.asarray(stats.var, dtype=x.dtype).reshape(shape)
+    inv_std = 1.0 / np.sqrt(var + np.asarray(config.eps, dtype=x.dtype))
+    x_hat = (x - mean) * inv_std
+    out = x_hat * g
+    out += b
+    return out, BatchNormCache(x, mean, var, inv_std, x_hat, g, config.eps, axes, False, param_shape)
+
+
+def _param_grads(dout, cache: BatchNormCache):
+    dbeta = dout.sum(axis=cache.axes, keepdims=True)
+    dgamma = np.sum(dout * cache.x_hat, axis=cache.axes, keepdims=True)
+    return dgamma, dbeta
+
+
+def batchnorm_backward_staged(dout, cache: BatchNormCache):
+    """Backward through the forward graph, one node at a time (the course's staged version).
+
+    Graph: xc = x - mu; var = mean(xc^2); inv = 1/sqrt(var + eps); x_hat = xc * inv;
+    out = gamma * x_hat + beta. Returns ``(dx, dgamma, dbeta)``.
+    """
+    c = cache
+    m = reduced_size(c.x.shape, c.axes)
+    dgamma, dbeta = _param_grads(dout, c)          # out = gamma * x_hat + beta
+    dx_hat = dout * c.gamma
+    xc = c.x - c.mean                               # recomputed: cheaper than caching twice
+    if not c.batch_stats:
+        return _finish(dx_hat * c.inv_std, dgamma, dbeta, c)
+    dinv = np.sum(dx_hat * xc, axis=c.axes, keepdims=True)   # x_hat = xc * inv
+    dxc = dx_hat * c.inv_std
+    dvar = dinv * (-0.5) * c.inv_std ** 3                    # inv = (var + eps)^(-1/2)
+    dxc += xc * (2.0 / m) * dvar                             # var = mean(xc^2)
+    dmu = -dxc.sum(axis=c.axes, keepdims=True)               # xc = x - mu
+    dx = dxc + dmu / m                                       # mu = mean(x)
+    return _finish(dx, dgamma, dbeta, c)
+
+
+def batchnorm_backward_closed(dout, cache: BatchNormCache):
+    """Simplified closed form: ``dx = gamma * inv_std * (dout - mean(dout) - x_hat * mean(dout * x_hat))``.
+
+    Reuses the parameter gradients as the two means (dbeta/m and dgamma/m), so
+    the whole backward is two reductions and one elementwise pass.
+    """
+    c = cache
+    dgamma, dbeta = _param_grads(dout, c)
+    scale = c.gamma * c.inv_std
+    if not c.batch_stats:
+        return _finish(dout * scale, dgamma, dbeta, c)
+    m = reduced_size(c.x.shape, c.axes)
+    dx = project_out(dout, c.x_hat, scale, dbeta / m, dgamma / m)
+    return _finish(dx, dgamma, dbeta, c)
+
+
+def _finish(dx, dgamma, dbeta, c: BatchNormCache):
+    dx = dx.astype(c.x.dtype, copy=False)
+    return dx, dgamma.reshape(c.param_shape), dbeta.reshape(c.param_shape)
+
+
+# ----------------------------------------------------------------------------
+# Course API: the bn_param dict, updated in place with the new running stats.
+
+_BN_PARAM_KEYS = {"mode", "eps", "momentum", "running_mean", "running_var", "convention"}
+
+
+def _config(bn_param: dict) -> BatchNormConfig:
+    if not isinstance(bn_param, dict):
+        raise TypeError(f"bn_param must be a dict like {{'mode': 'train'}}, got {type(bn_param).__name__}")
+    unknown = set(bn_param) - _BN_PARAM_KEYS
+    if unknown:
+        raise ValueError(f"unknown bn_param keys {sorted(unknown)}; allowed: {sorted(_BN_PARAM_KEYS)}")
+    if "mode" not in bn_param:
+        raise ValueError("bn_param needs a 'mode' key: 'train' or 'test'")
+    require_mode(bn_param["mode"])
+    return BatchNormConfig(eps=bn_param.get("eps", 1e-5), momentum=bn_param.get("momentum"),
+                           convention=bn_param.get("convention", "course"))
+
+
+def _stats(bn_param: dict, num_features: int, dtype, config) -> RunningStats | None:
+    if "running_mean" not in bn_param and "running_var" not in bn_param:
+        return None
+    init = RunningStats.initial(num_features, dtype, config)
+    stats = RunningStats(np.asarray(bn_param.get("running_mean", init.mean)),
+                         np.asarray(bn_param.get("running_var", init.var)))
+    for name, s in zip(("running_mean", "running_var"), stats):
+        if s.shape != (num_features,):
+            raise ValueError(f"bn_param[{name!r}] has shape {s.shape}, expected ({num_features},) "
+                             f"to match the input's {num_features} features")
+    return stats
+
+
+def _forward(x, gamma, beta, bn_param, axes):
+    config = _config(bn_param)
+    x = as_float_array(x, "x")
+    require_ndim(x, {1: 2, 3: 4}[len(axes)], "input x", "(N, D)" if axes == (0,) else "(N, C, H, W)")
+    nfeat = x.shape[1]
+    stats = _stats(bn_param, nfeat, x.dtype, config)
+    if bn_param["mode"] == "train":
+        out, stats, cache = batchnorm_train(x, gamma, beta, stats, config, axes)
+    else:
+        out, cache = batchnorm_eval(x, gamma, beta, stats, config, axes)
+        if stats is None:
+            stats = RunningStats.initial(nfeat, x.dtype, config)
+    bn_param["running_mean"], bn_param["running_var"] = stats.mean, stats.var
+    return out, cache
+
+
+def batchnorm_forward(x, gamma, beta, bn_param):
+    """Forward pass for batch normalization.
+
+    Inputs:
+    - x: Data of shape (N, D)
+    - gamma: Scale parameter of shape (D,)
+    - beta: Shift parameter of shape (D,)
+    - bn_param: Dictionary with the following keys:
+      - mode: 'train' or 'test'; required
+      - eps: Constant for numeric stability (default 1e-5)
+      - momentum: Constant for running mean / variance (default 0.9 'course', 0.1 'torch')
+      - running_mean: Array of shape (D,) giving running mean of features
+      - running_var: Array of shape (D,) giving running variance of features
+      - convention: 'course' (default) or 'torch', see the module docstring
+
+    Returns a tuple of:
+    - out: of shape (N, D)
+    - cache: a BatchNormCache for the backward pass
+
+    The running statistics are created on first use and stored back into bn_param.
+    """
+    return _forward(x, gamma, beta, bn_param, (0,))
+
+
+def batchnorm_backward(dout, cache):
+    """Backward pass for batch normalization, staged through the computation graph.
+
+    Inputs: dout, upstream derivatives of shape (N, D); cache from batchnorm_forward.
+    Returns (dx, dgamma, dbeta) of shapes (N, D), (D,), (D,).
+    """
+    return batchnorm_backward_staged(dout, cache)
+
+
+def batchnorm_backward_alt(dout, cache):
+    """Backward pass for batch normalization in simplified closed form.
+
+    Same inputs, cache and results as batchnorm_backward, in fewer passes.
+    """
+    return batchnorm_backward_closed(dout, cache)
+
+
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    """Spatial batch norm: statistics per channel over N, H and W.
+
+    Inputs:
+    - x: Input data of shape (N, C, H, W)
+    - gamma: Scale parameter, of shape (C,)
+    - beta: Shift parameter, of shape (C,)
+    - bn_param: as for batchnorm_forward
+
+    Returns a tuple of:
+    - out: Output data, of shape (N, C, H, W)
+    - cache: Values needed for the backward pass
+    """
+    return _forward(x, gamma, beta, bn_param, (0, 2, 3))
+
+
+def spatial_batchnorm_backward(dout, cache):
+    """Returns (dx, dgamma, dbeta) of shapes (N, C, H, W), (C,), (C,)."""
+    return batchnorm_backward_closed(dout, cache)

@@ -1,0 +1,79 @@
+"""Classification losses: softmax cross-entropy and multiclass SVM (hinge).
+
+Both take scores x of shape (N, C) and integer labels y of shape (N,) with
+0 <= y[i] < C, and return ``(loss, dx)``: the mean loss over the batch as a
+Python float and its gradient with x's shape and dtype. They compute in
+float64 so that any finite float32 logits, however large, give a finite loss
+and gradient without overflow warnings.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import as_float_array, require_ndim
+
+__all__ = ["softmax_loss", "svm_loss", "check_labels"]
+
+
+def check_labels(y, n: int, c: int) -> np.ndarray:
+    """Validate labels for N samples of C classes; return them as an int array."""
+    y = np.asarray(y)
+    if not (np.issubdtype(y.dtype, np.integer)):
+        raise TypeError(f"labels y must be integers, got dtype {y.dtype}; use y.astype(int)")
+    if y.shape != (n,):
+        raise ValueError(f"labels y must have shape ({n},) to match the scores, got {y.shape}")
+    if n and (y.min() < 0 or y.max() >= c):
+        bad = y[(y < 0) | (y >= c)][0]
+        raise ValueError(f"label {bad} is out of range for {c} classes; labels must lie in [0, {c - 1}]")
+    return y
+
+
+def _scores(x, y):
+    x = as_float_array(x, "x")
+    require_ndim(x, 2, "scores x", "(N, C)")
+    n, c = x.shape
+    if n == 0:
+        raise ValueError("scores x hold no samples (N = 0); a loss needs at least one")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("scores x contain NaN or inf; the loss is undefined")
+    return x, check_labels(y, n, c), n
+
+
+def softmax_loss(x, y):
+    """Softmax cross-entropy: ``loss = mean_i(logsumexp(x_i) - x_i[y_i])``.
+
+    dx = (softmax(x) - onehot(y)) / N. Shifting by the row maximum keeps exp
+    in range; float64 keeps the shift itself from overflowing.
+    Returns (loss, dx).
+    """
+    x, y, n = _scores(x, y)
+    z = x.astype(np.float64)
+    # Only a spread beyond float64 range (> 1.8e308) overflows here; the true
+    # loss is then unrepresentable anyway and comes out as inf, without warning.
+    with np.errstate(over="ignore", under="ignore"):
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+    s = e.sum(axis=1, keepdims=True)
+    rows = np.arange(n)
+    loss = float(np.mean(np.log(s[:, 0]) - z[rows, y]))
+    dx = e / s
+    dx[rows, y] -= 1.0
+    dx /= n
+    return loss, dx.astype(x.dtype, copy=False)
+
+
+def svm_loss(x, y):
+    """Multiclass SVM: ``loss = mean_i sum_{j != y_i} max(0, x_ij - x_i[y_i] + 1)``.
+
+    Returns (loss, dx).
+    """
+    x, y, n = _scores(x, y)
+    z = x.astype(np.float64)
+    rows = np.arange(n)
+    margins = np.maximum(0.0, z - z[rows, y][:, None] + 1.0)
+    margins[rows, y] = 0.0
+    loss = float(margins.sum() / n)
+    dx = (margins > 0).astype(np.float64)
+    dx[rows, y] -= dx.sum(axis=1)
+    dx /= n
+    return loss, dx.astype(x.dtype, copy=False)
