@@ -1,0 +1,178 @@
+"""A fully connected net of any depth, with optional batch/layer norm and dropout.
+
+Architecture, for L layers (L - 1 hidden):
+
+    {affine - [batch/layer norm] - relu - [dropout]} x (L - 1) - affine - softmax
+
+Parameters live in ``model.params`` (W1, b1, gamma1, beta1, ..., WL, bL); the
+output layer is never normalized. Running statistics of batch norm live in
+``model.bn_params`` (the course's per-layer dicts) and are exposed as plain
+arrays by ``state_arrays()`` / ``load_state_arrays()`` so a Solver can snapshot
+them with the best weights.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import as_float_array
+from .basic import affine_backward, affine_forward, dropout_backward, dropout_forward, relu_backward, relu_forward
+from .batchnorm import BatchNormConfig, batchnorm_backward_alt, batchnorm_forward
+from .losses import softmax_loss
+from .norms import layernorm_backward, layernorm_forward
+
+__all__ = ["FullyConnectedNet", "NORMALIZATIONS"]
+
+NORMALIZATIONS = (None, "batchnorm", "layernorm")
+
+
+def check_normalization(name, allowed=NORMALIZATIONS):
+    if name not in allowed:
+        raise ValueError(f"unknown normalization {name!r}; expected one of "
+                         f"{', '.join(repr(a) for a in allowed)}")
+    return name
+
+
+def init_rng(seed):
+    """A seeded Generator, or None to draw from the global RNG as the course does."""
+    return None if seed is None else np.random.default_rng(seed)
+
+
+def gaussian(rng, shape, scale, dtype):
+    draw = rng.standard_normal(shape) if rng is not None else np.random.randn(*shape)
+    return (scale * draw).astype(dtype)
+
+
+class FullyConnectedNet:
+    """Multi-layer fully connected net with softmax loss.
+
+    Inputs:
+    - hidden_dims: A list of integers giving the size of each hidden layer.
+    - input_dim: An integer giving the size of the input.
+    - num_classes: An integer giving the number of classes to classify.
+    - dropout_keep_ratio: Scalar in (0, 1], the probability of keeping a unit;
+      1 means no dropout.
+    - normalization: None, 'batchnorm' or 'layernorm'.
+    - reg: Scalar giving L2 regularization strength (0.5 * reg * sum(W**2) on weights only).
+    - weight_scale: Standard deviation of the normal weight initialization.
+    - dtype: float32 (fast, default) or float64 (for gradient checks).
+    - seed: If given, weights and dropout masks come from np.random.default_rng(seed),
+      so the same seed gives the same model; None uses the global RNG as the course.
+    - use_batchnorm: legacy keyword of the older course: True means normalization='batchnorm'.
+    - norm_param: optional dict of batch-norm settings for every norm layer
+      ('eps', 'momentum', 'convention'), e.g. {'convention': 'torch'}.
+    """
+
+    def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout_keep_ratio=1,
+                 normalization=None, reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None,
+                 use_batchnorm=None, norm_param=None):
+        if use_batchnorm:
+            if normalization not in (None, "batchnorm"):
+                raise ValueError(f"use_batchnorm=True contradicts normalization={normalization!r}; "
+                                 f"pass only normalization")
+            normalization = "batchnorm"
+        self.normalization = check_normalization(normalization)
+        hidden_dims = list(hidden_dims)
+        for h in [input_dim, num_classes, *hidden_dims]:
+            if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1:
+                raise ValueError(f"layer sizes must be positive integers, got {h!r} "
+                                 f"(input_dim={input_dim!r}, hidden_dims={hidden_dims!r}, "
+                                 f"num_classes={num_classes!r})")
+        if not 0.0 < float(dropout_keep_ratio) <= 1.0:
+            raise ValueError(f"dropout_keep_ratio is a keep probability in (0, 1], got {dropout_keep_ratio!r}")
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be np.float32 or np.float64, got {dtype!r}")
+        self.use_dropout = float(dropout_keep_ratio) != 1.0
+        self.reg = float(reg)
+        self.num_layers = 1 + len(hidden_dims)
+        self.dtype = np.dtype(dtype)
+        self.rng = init_rng(seed)
+
+        dims = [int(input_dim), *map(int, hidden_dims), int(num_classes)]
+        self.params = {}
+        for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:]), start=1):
+            self.params[f"W{i}"] = gaussian(self.rng, (d_in, d_out), weight_scale, self.dtype)
+            self.params[f"b{i}"] = np.zeros(d_out, dtype=self.dtype)
+            if self.normalization and i < self.num_layers:
+                self.params[f"gamma{i}"] = np.ones(d_out, dtype=self.dtype)
+                self.params[f"beta{i}"] = np.zeros(d_out, dtype=self.dtype)
+
+        self.dropout_param = {}
+        if self.use_dropout:
+            self.dropout_param = {"mode": "train", "p": float(dropout_keep_ratio)}
+            if self.rng is not None:
+                self.dropout_param["rng"] = self.rng
+        norm_param = dict(norm_param or {})
+        if self.normalization == "batchnorm":
+            BatchNormConfig(**norm_param)  # validate once, here, not at the first forward
+            self.bn_params = [{"mode": "train", **norm_param} for _ in range(self.num_layers - 1)]
+        elif self.normalization == "layernorm":
+            self.bn_params = [{"eps": norm_param.get("eps", 1e-5)} for _ in range(self.num_layers - 1)]
+        else:
+            self.bn_params = []
+
+    # --- non-learnable state, for snapshots and checkpoints ---------------------------
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Copies of the running statistics: running_mean{i}, running_var{i}."""
+        state = {}
+        for i, p in enumerate(self.bn_params, start=1):
+            for key in ("running_mean", "running_var"):
+                if key in p:
+                    state[f"{key}{i}"] = np.array(p[key], copy=True)
+        return state
+
+    def load_state_arrays(self, state: dict[str, np.ndarray]) -> None:
+        for i, p in enumerate(self.bn_params, start=1):
+            for key in ("running_mean", "running_var"):
+                if f"{key}{i}" in state:
+                    p[key] = np.array(state[f"{key}{i}"], copy=True)
+                else:
+                    p.pop(key, None)
+
+    # --- forward and backward ---------------------------------------------------------
+    def loss(self, X, y=None):
+        """Scores (N, C) when y is None (test mode); else (loss, grads) in train mode."""
+        X = as_float_array(X, "X").astype(self.dtype, copy=False)
+        mode = "test" if y is None else "train"
+        if self.use_dropout:
+            self.dropout_param["mode"] = mode
+        if self.normalization == "batchnorm":
+            for p in self.bn_params:
+                p["mode"] = mode
+
+        caches = []
+        h = X
+        for i in range(1, self.num_layers):
+            h, fc = affine_forward(h, self.params[f"W{i}"], self.params[f"b{i}"])
+            nc = None
+            if self.normalization == "batchnorm":
+                h, nc = batchnorm_forward(h, self.params[f"gamma{i}"], self.params[f"beta{i}"], self.bn_params[i - 1])
+            elif self.normalization == "layernorm":
+                h, nc = layernorm_forward(h, self.params[f"gamma{i}"], self.params[f"beta{i}"], self.bn_params[i - 1])
+            h, rc = relu_forward(h)
+            dc = None
+            if self.use_dropout:
+                h, dc = dropout_forward(h, self.dropout_param)
+            caches.append((fc, nc, rc, dc))
+        L = self.num_layers
+        scores, out_cache = affine_forward(h, self.params[f"W{L}"], self.params[f"b{L}"])
+        if y is None:
+            return scores
+
+        loss, dscores = softmax_loss(scores, y)
+        grads = {}
+        dh, grads[f"W{L}"], grads[f"b{L}"] = affine_backward(dscores, out_cache)
+        for i in range(L - 1, 0, -1):
+            fc, nc, rc, dc = caches[i - 1]
+            if dc is not None:
+                dh = dropout_backward(dh, dc)
+            dh = relu_backward(dh, rc)
+            if self.normalization == "batchnorm":
+                dh, grads[f"gamma{i}"], grads[f"beta{i}"] = batchnorm_backward_alt(dh, nc)
+            elif self.normalization == "layernorm":
+                dh, grads[f"gamma{i}"], grads[f"beta{i}"] = layernorm_backward(dh, nc)
+            dh, grads[f"W{i}"], grads[f"b{i}"] = affine_backward(dh, fc)
+        for i in range(1, L + 1):
+            W = self.params[f"W{i}"]
+            loss += 0.5 * self.reg * float(np.sum(W.astype(np.float64) ** 2))
+            grads[f"W{i}"] += self.reg * W
+        return loss, grads
