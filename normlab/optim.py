@@ -1,0 +1,342 @@
+"""First-order update rules: SGD, SGD with momentum, RMSProp and Adam.
+
+Two layers, one set of equations:
+
+* The core keeps hyperparameters and state apart. Hyperparameters are frozen
+  dataclasses validated on creation (``AdamConfig(learning_rate=1e-3)``); state
+  is an explicit record (``AdamState(m, v, t)``). ``*_step(w, dw, hp, state)``
+  is a pure function returning ``(next_w, next_state)``; nothing is mutated.
+* The course API ``update(w, dw, config=None) -> (next_w, config)`` is a thin
+  adapter: it reads hyperparameters and state from the dict, fills in the
+  defaults, calls the core, and stores the new state arrays back in the same
+  dict (which it also returns), exactly as the CS231n notebooks expect.
+
+Conventions for every rule:
+
+* ``w`` and ``dw`` have the same shape; ``next_w`` and every state array have
+  ``w``'s dtype (float32 in, float32 out). ``dw`` and given state arrays are
+  cast to that dtype first.
+* An unknown config key raises ``ValueError`` naming it and the allowed keys.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "sgd", "sgd_momentum", "rmsprop", "adam",
+    "SGDConfig", "MomentumConfig", "RMSPropConfig", "AdamConfig",
+    "MomentumState", "RMSPropState", "AdamState",
+    "sgd_step", "momentum_step", "rmsprop_step", "adam_step",
+    "UPDATE_RULES", "allowed_config_keys", "check_config",
+]
+
+
+# ---------------------------------------------------------------- hyperparameters
+
+def _require(cond: bool, name: str, value, expected: str) -> None:
+    if not cond:
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+
+def _is_real(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
+def _check_lr(lr) -> None:
+    _require(_is_real(lr) and math.isfinite(lr) and lr >= 0, "learning_rate", lr,
+             "a finite number >= 0")
+
+
+def _check_unit(x, name: str) -> None:
+    _require(_is_real(x) and 0 <= x < 1, name, x, "a number in [0, 1)")
+
+
+def _check_eps(x) -> None:
+    _require(_is_real(x) and math.isfinite(x) and x > 0, "epsilon", x, "a finite number > 0")
+
+
+@dataclass(frozen=True)
+class SGDConfig:
+    """Vanilla SGD: ``w <- w - learning_rate * dw``."""
+    learning_rate: float = 1e-2
+
+    def __post_init__(self):
+        _check_lr(self.learning_rate)
+
+
+@dataclass(frozen=True)
+class MomentumConfig:
+    """SGD with momentum (course convention, velocity includes the step size)."""
+    learning_rate: float = 1e-2
+    momentum: float = 0.9  # weight of the old velocity; 0 gives plain SGD
+
+    def __post_init__(self):
+        _check_lr(self.learning_rate)
+        _check_unit(self.momentum, "momentum")
+
+
+@dataclass(frozen=True)
+class RMSPropConfig:
+    """RMSProp: per-coordinate step scaled by a moving average of dw**2."""
+    learning_rate: float = 1e-2
+    decay_rate: float = 0.99  # weight of the old cache
+    epsilon: float = 1e-8     # added to sqrt(cache), keeps the step finite
+
+    def __post_init__(self):
+        _check_lr(self.learning_rate)
+        _check_unit(self.decay_rate, "decay_rate")
+        _check_eps(self.epsilon)
+
+
+@dataclass(frozen=True)
+class AdamConfig:
+    """Adam with bias correction (Kingma & Ba, 2015)."""
+    learning_rate: float = 1e-3
+    beta1: float = 0.9      # decay of the first-moment average
+    beta2: float = 0.999    # decay of the second-moment average
+    epsilon: float = 1e-8   # added to sqrt(v_hat)
+
+    def __post_init__(self):
+        _check_lr(self.learning_rate)
+        _check_unit(self.beta1, "beta1")
+        _check_unit(self.beta2, "beta2")
+        _check_eps(self.epsilon)
+
+
+# ---------------------------------------------------------------- state records
+
+class MomentumState(NamedTuple):
+    velocity: np.ndarray  # same shape and dtype as w
+
+
+class RMSPropState(NamedTuple):
+    cache: np.ndarray     # moving average of dw**2
+
+
+class AdamState(NamedTuple):
+    m: np.ndarray         # moving average of dw
+    v: np.ndarray         # moving average of dw**2
+    t: int                # number of steps taken so far
+
+
+def _prepare(w, dw) -> tuple[np.ndarray, np.ndarray]:
+    """Validate ``w``/``dw`` and return them with ``dw`` cast to ``w``'s dtype."""
+    if not isinstance(w, np.ndarray) or not np.issubdtype(w.dtype, np.floating):
+        raise TypeError(f"w must be a floating-point ndarray, got {type(w).__name__}"
+                        + (f" of dtype {w.dtype}" if isinstance(w, np.ndarray) else ""))
+    dw = np.asarray(dw)
+    if dw.shape != w.shape:
+        raise ValueError(f"dw must have the shape of w {w.shape}, got {dw.shape}")
+    return w, dw.astype(w.dtype, copy=False)
+
+
+def _state_array(a, w: np.ndarray, name: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.shape != w.shape:
+        raise ValueError(f"optimizer state {name!r} must have the shape of w {w.shape}, got {a.shape}")
+    return a.astype(w.dtype, copy=False)
+
+
+# ---------------------------------------------------------------- core (pure)
+
+def sgd_step(w, dw, hp: SGDConfig = SGDConfig(), state=None):
+    """``next_w = w - learning_rate * dw``. Stateless; returns ``(next_w, None)``."""
+    w, dw = _prepare(w, dw)
+    return w - hp.learning_rate * dw, None
+
+
+def momentum_step(w, dw, hp: MomentumConfig = MomentumConfig(), state: MomentumState | None = None):
+    """SGD with momentum, course form::
+
+        v      = momentum * v - learning_rate * dw
+        next_w = w + v
+
+    ``state=None`` starts from ``v = 0``. Returns ``(next_w, MomentumState)``.
+    """
+    w, dw = _prepare(w, dw)
+    v = np.zeros_like(w) if state is None else _state_array(state.velocity, w, "velocity")
+    v = hp.momentum * v - hp.learning_rate * dw
+    return w + v, MomentumState(v)
+
+
+def rmsprop_step(w, dw, hp: RMSPropConfig = RMSPropConfig(), state: RMSPropState | None = None):
+    """RMSProp::
+
+        cache  = decay_rate * cache + (1 - decay_rate) * dw**2
+        next_w = w - learning_rate * dw / (sqrt(cache) + epsilon)
+
+    ``state=None`` starts from ``cache = 0``. Returns ``(next_w, RMSPropState)``.
+    """
+    w, dw = _prepare(w, dw)
+    cache = np.zeros_like(w) if state is None else _state_array(state.cache, w, "cache")
+    cache = hp.decay_rate * cache + (1 - hp.decay_rate) * (dw * dw)
+    return w - hp.learning_rate * dw / (np.sqrt(cache) + hp.epsilon), RMSPropState(cache)
+
+
+def adam_step(w, dw, hp: AdamConfig = AdamConfig(), state: AdamState | None = None):
+    """Adam; ``t`` is incremented *before* the bias correction (first step t=1)::
+
+        t      = t + 1
+        m      = beta1 * m + (1 - beta1) * dw
+        v      = beta2 * v + (1 - beta2) * dw**2
+        m_hat  = m / (1 - beta1**t)
+        v_hat  = v / (1 - beta2**t)
+        next_w = w - learning_rate * m_hat / (sqrt(v_hat) + epsilon)
+
+    ``state=None`` starts from ``m = v = 0, t = 0``. Returns ``(next_w, AdamState)``.
+    """
+    w, dw = _prepare(w, dw)
+    if state is None:
+        m, v, t = np.zeros_like(w), np.zeros_like(w), 0
+    else:
+        m, v = _state_array(state.m, w, "m"), _state_array(state.v, w, "v")
+        t = state.t
+        _require(isinstance(t, (int, np.integer)) and not isinstance(t, bool) and t >= 0,
+                 "t", t, "an integer >= 0")
+        t = int(t)
+    t += 1
+    m = hp.beta1 * m + (1 - hp.beta1) * dw
+    v = hp.beta2 * v + (1 - hp.beta2) * (dw * dw)
+    # Python-float corrections: a weak scalar, so float32 arrays stay float32.
+    m_hat = m / (1 - hp.beta1 ** t)
+    v_hat = v / (1 - hp.beta2 ** t)
+    return w - hp.learning_rate * m_hat / (np.sqrt(v_hat) + hp.epsilon), AdamState(m, v, t)
+
+
+# ---------------------------------------------------------------- course adapter
+
+@dataclass(frozen=True)
+class UpdateRule:
+    """How a config dict maps onto one core step: hyperparameter class, state
+    record (``None`` when stateless) and the pure step function."""
+    name: str
+    hyper: type
+    state: type | None
+    step: Callable
+
+    @property
+    def hyper_keys(self) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(self.hyper))
+
+    @property
+    def state_keys(self) -> tuple[str, ...]:
+        return self.state._fields if self.state is not None else ()
+
+    @property
+    def allowed_keys(self) -> tuple[str, ...]:
+        return self.hyper_keys + self.state_keys
+
+
+def _check_keys(rule: UpdateRule, config: dict) -> None:
+    unknown = sorted(set(config) - set(rule.allowed_keys), key=str)
+    if unknown:
+        raise ValueError(f"unknown {rule.name} option(s) {', '.join(map(repr, unknown))}; "
+                         f"allowed: {', '.join(rule.allowed_keys)}")
+
+
+def _apply(rule: UpdateRule, w, dw, config: dict | None):
+    if config is None:
+        config = {}
+    elif not isinstance(config, dict):
+        raise TypeError(f"config must be a dict or None, got {type(config).__name__}")
+    _check_keys(rule, config)
+    hp = rule.hyper(**{k: config[k] for k in rule.hyper_keys if k in config})
+    state = None
+    if rule.state is not None and any(k in config for k in rule.state_keys):
+        missing = [k for k in rule.state_keys if k not in config]
+        if missing and not (rule.state is AdamState and missing == ["t"]):
+            raise ValueError(f"{rule.name} state is incomplete: missing {', '.join(missing)} "
+                             f"(give all of {', '.join(rule.state_keys)} or none)")
+        state = rule.state(**{k: config.get(k, 0) for k in rule.state_keys})
+    next_w, new_state = rule.step(w, dw, hp, state)
+    for k in rule.hyper_keys:          # fill in defaults, as the course's setdefault
+        config.setdefault(k, getattr(hp, k))
+    if new_state is not None:
+        config.update(new_state._asdict())
+    return next_w, config
+
+
+_SGD = UpdateRule("sgd", SGDConfig, None, sgd_step)
+_MOMENTUM = UpdateRule("sgd_momentum", MomentumConfig, MomentumState, momentum_step)
+_RMSPROP = UpdateRule("rmsprop", RMSPropConfig, RMSPropState, rmsprop_step)
+_ADAM = UpdateRule("adam", AdamConfig, AdamState, adam_step)
+
+
+def sgd(w, dw, config=None):
+    """Vanilla stochastic gradient descent: ``next_w = w - learning_rate * dw``.
+
+    Inputs:
+    - w: ndarray of any shape, the weights.
+    - dw: ndarray of the same shape, the gradient of the loss w.r.t. w.
+    - config: dict with ``learning_rate`` (default 1e-2), or None.
+
+    Returns ``(next_w, config)``; config has its defaults filled in.
+    """
+    return _apply(_SGD, w, dw, config)
+
+
+def sgd_momentum(w, dw, config=None):
+    """SGD with momentum: ``v = momentum * v - learning_rate * dw; next_w = w + v``.
+
+    config: ``learning_rate`` (1e-2), ``momentum`` (0.9), ``velocity`` (ndarray
+    like w; zeros when absent). Returns ``(next_w, config)`` with the new
+    velocity stored in config.
+    """
+    return _apply(_MOMENTUM, w, dw, config)
+
+
+def rmsprop(w, dw, config=None):
+    """RMSProp: ``cache = d * cache + (1 - d) * dw**2;
+    next_w = w - learning_rate * dw / (sqrt(cache) + epsilon)``.
+
+    config: ``learning_rate`` (1e-2), ``decay_rate`` d (0.99), ``epsilon`` (1e-8),
+    ``cache`` (ndarray like w; zeros when absent). Returns ``(next_w, config)``.
+    """
+    return _apply(_RMSPROP, w, dw, config)
+
+
+def adam(w, dw, config=None):
+    """Adam with bias correction; ``t`` is incremented before it is used::
+
+        t += 1; m = b1*m + (1-b1)*dw; v = b2*v + (1-b2)*dw**2
+        next_w = w - learning_rate * (m / (1-b1**t)) / (sqrt(v / (1-b2**t)) + epsilon)
+
+    config: ``learning_rate`` (1e-3), ``beta1`` (0.9), ``beta2`` (0.999),
+    ``epsilon`` (1e-8), ``m``, ``v`` (ndarrays like w; zeros when absent),
+    ``t`` (int, 0 when absent). Returns ``(next_w, config)``.
+    """
+    return _apply(_ADAM, w, dw, config)
+
+
+#: Course name -> (adapter function, rule description), as the Solver looks them up.
+UPDATE_RULES: dict[str, tuple[Callable, UpdateRule]] = {
+    "sgd": (sgd, _SGD),
+    "sgd_momentum": (sgd_momentum, _MOMENTUM),
+    "rmsprop": (rmsprop, _RMSPROP),
+    "adam": (adam, _ADAM),
+}
+
+
+def _rule(name: str) -> UpdateRule:
+    try:
+        return UPDATE_RULES[name][1]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown update rule {name!r}; expected one of "
+                         f"{', '.join(map(repr, UPDATE_RULES))}") from None
+
+
+def allowed_config_keys(name: str) -> tuple[str, ...]:
+    """Hyperparameter and state keys the config dict of rule ``name`` may hold."""
+    return _rule(name).allowed_keys
+
+
+def check_config(name: str, config: dict) -> None:
+    """Validate a config dict for rule ``name`` without stepping: unknown keys
+    and bad hyperparameter values raise ``ValueError``."""
+    rule = _rule(name)
+    _check_keys(rule, config)
+    rule.hyper(**{k: config[k] for k in rule.hyper_keys if k in config})
