@@ -16,7 +16,9 @@ Running statistics: two conventions, chosen per layer by ``BatchNormConfig``.
   momentum 0.1 weights the NEW batch, unbiased variance ``var * m / (m - 1)``,
   running mean starts at 0 and running var at 1.
 
-The core is functional: running statistics come in as a ``RunningStats`` and a
+The statistics and passes are those of the normalization core
+(``normalization.py``), run by the cache-blocked kernels of ``_blocked.py``
+because batch norm is memory-bound. The core is functional: running statistics come in as a ``RunningStats`` and a
 new one goes out; nothing is mutated. ``batchnorm_forward`` and friends are the
 course's ``bn_param``-dict adapters over it.
 """
@@ -27,8 +29,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import as_float_array, param_vector, require_mode, require_ndim
-from .normalization import normalize, project_out, reduced_size
+from ._blocked import affine_pass, backward_pass, grad_sums, moments
+from ._checks import as_float_array, param_vector, require_finite_stats, require_mode, require_ndim
+from .normalization import reduced_size
 
 __all__ = [
     "BatchNormConfig", "RunningStats", "BatchNormCache",
@@ -77,32 +80,46 @@ class RunningStats(NamedTuple):
 
 
 class BatchNormCache(NamedTuple):
-    """Everything both backward passes need; `x` and `mean` serve the staged one."""
-    x: np.ndarray
-    mean: np.ndarray          # keepdims shape; batch mean (train) or running mean (test)
-    var: np.ndarray           # keepdims shape, biased
-    inv_std: np.ndarray       # keepdims shape, 1 / sqrt(var + eps)
-    x_hat: np.ndarray
-    gamma: np.ndarray         # keepdims shape
+    """Everything both backward passes need. Statistics are per channel, shape (C,).
+
+    ``x_hat`` is recomputed on demand rather than stored: the closed-form
+    backward rebuilds it block by block in cache, which is cheaper than
+    writing and re-reading a second array the size of x.
+    """
+    x: np.ndarray             # the input as given
+    mean: np.ndarray          # (C,): batch mean (train) or running mean (test)
+    var: np.ndarray           # (C,): biased batch variance (train) or running variance (test)
+    inv_std: np.ndarray       # (C,): 1 / sqrt(var + eps)
+    gamma: np.ndarray         # (C,)
     eps: float
-    axes: tuple[int, ...]     # the reduced axes
-    batch_stats: bool         # True in train mode: statistics depend on x
-    param_shape: tuple[int, ...]  # gamma's shape as given, for returning dgamma / dbeta
+    axes: tuple[int, ...]     # the reduced axes of x: (0,) or (0, 2, 3)
+    batch_stats: bool         # True in train mode: the statistics depend on x
+    param_shape: tuple[int, ...]  # gamma's shape as given, for dgamma / dbeta
+
+    @property
+    def x_hat(self) -> np.ndarray:
+        """(x - mean) * inv_std, with x's shape."""
+        return (self.x - _keep(self.mean, self)) * _keep(self.inv_std, self)
 
 
-def _stat_shape(x: np.ndarray, axes) -> tuple[int, ...]:
-    return tuple(1 if a in axes else n for a, n in enumerate(x.shape))
+def _keep(v, c: BatchNormCache):
+    """A (C,) statistic in keepdims shape for broadcasting against x."""
+    return v if c.x.ndim == 2 else v.reshape(1, -1, 1, 1)
 
 
-def _prepare(x, gamma, beta, axes, layout):
+def _view(x: np.ndarray) -> np.ndarray:
+    """x as (N, D) or (N, C, H*W): the layouts the blocked kernels reduce over."""
+    x = np.ascontiguousarray(x)
+    return x if x.ndim == 2 else x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def _prepare(x, gamma, beta, axes):
     x = as_float_array(x, "x")
-    require_ndim(x, {1: 2, 3: 4}[len(axes)], "input x", layout)
-    shape = _stat_shape(x, axes)
+    require_ndim(x, 2 if axes == (0,) else 4, "input x", "(N, D)" if axes == (0,) else "(N, C, H, W)")
     c = x.shape[1]
-    param_shape = np.shape(gamma)
-    g = param_vector(gamma, c, "gamma", x.dtype).reshape(shape)
-    b = param_vector(beta, c, "beta", x.dtype).reshape(shape)
-    return x, g, b, param_shape
+    g = param_vector(gamma, c, "gamma", x.dtype)
+    b = param_vector(beta, c, "beta", x.dtype)
+    return x, g, b, np.shape(gamma)
 
 
 def batchnorm_train(x, gamma, beta, stats: RunningStats | None, config: BatchNormConfig,
@@ -115,88 +132,86 @@ def batchnorm_train(x, gamma, beta, stats: RunningStats | None, config: BatchNor
     variance is 0 and the output carries no information), and NonFiniteError
     on NaN/inf input; the running statistics are untouched in both cases.
     """
-    layout = "(N, D)" if axes == (0,) else "(N, C, H, W)"
-    x, g, b, param_shape = _prepare(x, gamma, beta, axes, layout)
+    x, g, b, param_shape = _prepare(x, gamma, beta, axes)
     m = reduced_size(x.shape, axes)
     if m < 2:
         raise ValueError(f"expected more than 1 value per channel when training, got input shape "
                          f"{x.shape}; use a batch of at least 2 or mode='test'")
-    x_hat, mean, var, norm = normalize(x, axes, config.eps, where="batchnorm")
-    inv_std = norm.inv_std
-    out = x_hat * g
-    out += b
+    v = _view(x)
+    mean, var = moments(v)
+    require_finite_stats(mean, var, where="batchnorm")
+    inv_std = 1.0 / np.sqrt(var + np.asarray(config.eps, dtype=x.dtype))
+    out = affine_pass(v, mean, inv_std * g, b).reshape(x.shape)
     if stats is None:
         stats = RunningStats.initial(x.shape[1], x.dtype, config)
-    batch_var = var.reshape(-1)
-    if config.convention == "torch":
-        batch_var = batch_var * (m / (m - 1))
+    batch_var = var * (m / (m - 1)) if config.convention == "torch" else var
     w = config.new_weight
-    new_stats = RunningStats((1 - w) * stats.mean + w * mean.reshape(-1),
-                             (1 - w) * stats.var + w * batch_var)
-    new_stats = RunningStats(*(s.astype(x.dtype, copy=False) for s in new_stats))
-    cache = BatchNormCache(x, mean, var, inv_std, x_hat, g, config.eps, axes, True, param_shape)
+    new_stats = RunningStats(((1 - w) * stats.mean + w * mean).astype(x.dtype, copy=False),
+                             ((1 - w) * stats.var + w * batch_var).astype(x.dtype, copy=False))
+    cache = BatchNormCache(x, mean, var, inv_std, g, config.eps, axes, True, param_shape)
     return out, new_stats, cache
 
 
-def batchnorm_eval(x, gamma, beta, stats: RunningStats, config: BatchNormConfig,
+def batchnorm_eval(x, gamma, beta, stats: RunningStats | None, config: BatchNormConfig,
                    axes: tuple[int, ...] = (0,)):
-    """Test-mode batch norm with the running statistics; returns ``(out, cache)``."""
-    layout = "(N, D)" if axes == (0,) else "(N, C, H, W)"
-    x, g, b, param_shape = _prepare(x, gamma, beta, axes, layout)
-    shape = _stat_shape(x, axes)
+    """Test-mode batch norm with the running statistics; returns ``(out, cache)``.
+
+    Without running statistics (a layer never trained) the initial ones of
+    the convention are used.
+    """
+    x, g, b, param_shape = _prepare(x, gamma, beta, axes)
     if stats is None:
         stats = RunningStats.initial(x.shape[1], x.dtype, config)
-    mean = np.asarray(stats.mean, dtype=x.dtype).reshape(shape)
-    var = np.asarray(stats.var, dtype=x.dtype).reshape(shape)
+    mean = np.asarray(stats.mean, dtype=x.dtype)
+    var = np.asarray(stats.var, dtype=x.dtype)
     inv_std = 1.0 / np.sqrt(var + np.asarray(config.eps, dtype=x.dtype))
-    x_hat = (x - mean) * inv_std
-    out = x_hat * g
-    out += b
-    return out, BatchNormCache(x, mean, var, inv_std, x_hat, g, config.eps, axes, False, param_shape)
-
-
-def _param_grads(dout, cache: BatchNormCache):
-    dbeta = dout.sum(axis=cache.axes, keepdims=True)
-    dgamma = np.sum(dout * cache.x_hat, axis=cache.axes, keepdims=True)
-    return dgamma, dbeta
+    out = affine_pass(_view(x), mean, inv_std * g, b).reshape(x.shape)
+    return out, BatchNormCache(x, mean, var, inv_std, g, config.eps, axes, False, param_shape)
 
 
 def batchnorm_backward_staged(dout, cache: BatchNormCache):
     """Backward through the forward graph, one node at a time (the course's staged version).
 
-    Graph: xc = x - mu; var = mean(xc^2); inv = 1/sqrt(var + eps); x_hat = xc * inv;
-    out = gamma * x_hat + beta. Returns ``(dx, dgamma, dbeta)``.
+    Graph: mu = mean(x); xc = x - mu; var = mean(xc^2); inv = 1/sqrt(var + eps);
+    x_hat = xc * inv; out = gamma * x_hat + beta. Returns ``(dx, dgamma, dbeta)``.
     """
     c = cache
     m = reduced_size(c.x.shape, c.axes)
-    dgamma, dbeta = _param_grads(dout, c)          # out = gamma * x_hat + beta
-    dx_hat = dout * c.gamma
-    xc = c.x - c.mean                               # recomputed: cheaper than caching twice
-    if not c.batch_stats:
-        return _finish(dx_hat * c.inv_std, dgamma, dbeta, c)
-    dinv = np.sum(dx_hat * xc, axis=c.axes, keepdims=True)   # x_hat = xc * inv
-    dxc = dx_hat * c.inv_std
-    dvar = dinv * (-0.5) * c.inv_std ** 3                    # inv = (var + eps)^(-1/2)
-    dxc += xc * (2.0 / m) * dvar                             # var = mean(xc^2)
-    dmu = -dxc.sum(axis=c.axes, keepdims=True)               # xc = x - mu
-    dx = dxc + dmu / m                                       # mu = mean(x)
+    mu, inv, gamma = _keep(c.mean, c), _keep(c.inv_std, c), _keep(c.gamma, c)
+    xc = c.x - mu
+    x_hat = xc * inv
+    dbeta = dout.sum(axis=c.axes)                                # out = gamma * x_hat + beta
+    dgamma = np.sum(dout * x_hat, axis=c.axes)
+    dx_hat = dout * gamma
+    if not c.batch_stats:                                        # mu, inv are constants in test mode
+        return _finish(dx_hat * inv, dgamma, dbeta, c)
+    dinv = np.sum(dx_hat * xc, axis=c.axes, keepdims=True)       # x_hat = xc * inv
+    dxc = dx_hat * inv
+    dvar = dinv * (-0.5) * inv ** 3                              # inv = (var + eps)^(-1/2)
+    dxc += xc * (2.0 / m) * dvar                                 # var = mean(xc^2)
+    dmu = -dxc.sum(axis=c.axes, keepdims=True)                   # xc = x - mu
+    dx = dxc + dmu / m                                           # mu = mean(x)
     return _finish(dx, dgamma, dbeta, c)
 
 
 def batchnorm_backward_closed(dout, cache: BatchNormCache):
     """Simplified closed form: ``dx = gamma * inv_std * (dout - mean(dout) - x_hat * mean(dout * x_hat))``.
 
-    Reuses the parameter gradients as the two means (dbeta/m and dgamma/m), so
-    the whole backward is two reductions and one elementwise pass.
+    The two means are the parameter gradients over m (dbeta / m, dgamma / m),
+    so the whole backward is one blocked pass for the sums and one for dx.
     """
     c = cache
-    dgamma, dbeta = _param_grads(dout, c)
-    scale = c.gamma * c.inv_std
+    x = _view(c.x)
+    dout = _view(np.asarray(dout, dtype=c.x.dtype))
+    dbeta, s1 = grad_sums(dout, x, c.mean)      # s1 = sum(dout * (x - mean))
+    dgamma = s1 * c.inv_std
+    k = c.gamma * c.inv_std
     if not c.batch_stats:
-        return _finish(dout * scale, dgamma, dbeta, c)
-    m = reduced_size(c.x.shape, c.axes)
-    dx = project_out(dout, c.x_hat, scale, dbeta / m, dgamma / m)
-    return _finish(dx, dgamma, dbeta, c)
+        dx = backward_pass(dout, x, c.mean, k, np.zeros_like(k), np.zeros_like(k))
+    else:
+        m = reduced_size(c.x.shape, c.axes)
+        dx = backward_pass(dout, x, c.mean, k, -k * c.inv_std * dgamma / m, -k * dbeta / m)
+    return _finish(dx.reshape(c.x.shape), dgamma, dbeta, c)
 
 
 def _finish(dx, dgamma, dbeta, c: BatchNormCache):

@@ -1,0 +1,170 @@
+"""Cache-blocked, multi-threaded kernels for batch norm's statistics and passes.
+
+Batch norm is memory-bound: each elementwise NumPy expression streams the
+whole array through memory once. These kernels walk the input in row blocks
+small enough to stay in L2 (``BLOCK_BYTES``), so every intermediate of a block
+is read from cache, and hand the blocks to a small thread pool (NumPy releases
+the GIL inside ufuncs).
+
+Layout: ``x`` is viewed as (A, C) or (A, C, B) and statistics are per channel
+C, reduced over A and B (batch norm: (N, D); spatial: (N, C, H*W)). Blocks
+split A. Block boundaries depend only on the shape, never on the thread count,
+and per-block partial results are combined in block order, so results are
+bit-identical whatever the number of threads or their timing.
+
+Block moments are merged with Chan et al.'s pairwise formula,
+``M2 = sum_k M2_k + n_k (mean_k - mean)^2``, each block's M2 being a two-pass
+sum of squared deviations from its own mean: as stable as two full passes,
+at the cost of one.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+__all__ = ["moments", "affine_pass", "grad_sums", "backward_pass", "num_threads"]
+
+BLOCK_BYTES = 1 << 18        # 256 KiB of input per block: a few live temporaries fit in L2
+SERIAL_BYTES = 1 << 20       # below this, thread hand-off costs more than it saves
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def num_threads() -> int:
+    """Threads for the kernels: NORMLAB_NUM_THREADS, else the CPUs this process may use."""
+    env = os.environ.get("NORMLAB_NUM_THREADS")
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"NORMLAB_NUM_THREADS must be a positive integer, got {env!r}") from None
+        if n < 1:
+            raise ValueError(f"NORMLAB_NUM_THREADS must be a positive integer, got {env!r}")
+        return n
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _map(fn, blocks, nbytes):
+    n = num_threads()
+    if n == 1 or len(blocks) == 1 or nbytes < SERIAL_BYTES:
+        return [fn(b) for b in blocks]
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers != n:
+            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="normlab")
+        pool = _pool
+    return list(pool.map(fn, blocks))   # map keeps block order: deterministic merging
+
+
+_local = threading.local()
+
+
+def _scratch(like: np.ndarray) -> np.ndarray:
+    """A per-thread temporary shaped like one block: reused, so no block allocates.
+
+    Fresh temporaries of a few hundred KiB would each be an mmap/munmap with
+    page faults (glibc serves them outside the heap), costing more than the math.
+    """
+    buf = getattr(_local, "buf", None)
+    need = like.size * like.itemsize
+    if buf is None or buf.nbytes < need:
+        buf = _local.buf = np.empty(max(need, BLOCK_BYTES), dtype=np.uint8)
+    return buf[:need].view(like.dtype).reshape(like.shape)
+
+
+def _blocks(x: np.ndarray) -> list[slice]:
+    row = max(1, x[0].nbytes) if len(x) else 1
+    step = max(1, BLOCK_BYTES // row)
+    return [slice(i, min(i + step, len(x))) for i in range(0, len(x), step)]
+
+
+def _red(x):
+    return (0,) if x.ndim == 2 else (0, 2)
+
+
+def _bc(v, x):
+    """Per-channel vector (C,) shaped to broadcast against a block of x."""
+    return v if x.ndim == 2 else v[:, None]
+
+
+def moments(x: np.ndarray):
+    """Per-channel mean and biased variance of x (A, C) or (A, C, B), in x's dtype."""
+    red = _red(x)
+    per = x.shape[2] if x.ndim == 3 else 1
+
+    def block(s):
+        xb = x[s]
+        n = (s.stop - s.start) * per
+        mean = xb.sum(axis=red) / n
+        d = np.subtract(xb, _bc(mean, xb), out=_scratch(xb))
+        np.square(d, out=d)
+        return n, mean, d.sum(axis=red)
+
+    parts = _map(block, _blocks(x), x.nbytes)
+    counts = np.array([p[0] for p in parts], dtype=np.float64)[:, None]
+    means = np.stack([p[1] for p in parts]).astype(np.float64)
+    m2s = np.stack([p[2] for p in parts]).astype(np.float64)
+    total = counts.sum()
+    mean = (counts * means).sum(axis=0) / total
+    m2 = m2s.sum(axis=0) + (counts * (means - mean) ** 2).sum(axis=0)
+    return mean.astype(x.dtype), (m2 / total).astype(x.dtype)
+
+
+def affine_pass(x: np.ndarray, shift: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """out = (x - shift) * scale + offset, per channel, in one blocked pass."""
+    out = np.empty_like(x)
+    sh, sc, of = (_bc(v, x) for v in (shift, scale, offset))
+
+    def block(s):
+        o = out[s]
+        np.subtract(x[s], sh, out=o)
+        o *= sc
+        o += of
+
+    _map(block, _blocks(x), x.nbytes)
+    return out
+
+
+def grad_sums(dout: np.ndarray, x: np.ndarray, mean: np.ndarray):
+    """Per-channel sum(dout) and sum(dout * (x - mean)) in one blocked pass."""
+    red = _red(x)
+    mb = _bc(mean, x)
+
+    def block(s):
+        g = dout[s]
+        t = np.subtract(x[s], mb, out=_scratch(g))
+        t *= g
+        return g.sum(axis=red), t.sum(axis=red)
+
+    parts = _map(block, _blocks(x), x.nbytes)
+    s0 = np.sum([p[0] for p in parts], axis=0, dtype=np.float64)
+    s1 = np.sum([p[1] for p in parts], axis=0, dtype=np.float64)
+    return s0.astype(x.dtype), s1.astype(x.dtype)
+
+
+def backward_pass(dout: np.ndarray, x: np.ndarray, mean: np.ndarray, k: np.ndarray, a: np.ndarray,
+                  c: np.ndarray) -> np.ndarray:
+    """dx = k * dout + a * (x - mean) + c, per channel, in one blocked pass.
+
+    Centering first keeps a * (x - mean) accurate when |mean| >> std, where
+    a * x + (c - a * mean) would cancel.
+    """
+    dx = np.empty_like(x)
+    mb, kb, ab, cb = (_bc(v, x) for v in (mean, k, a, c))
+
+    def block(s):
+        d = dx[s]
+        np.subtract(x[s], mb, out=d)
+        d *= ab
+        d += cb
+        d += np.multiply(dout[s], kb, out=_scratch(d))
+
+    _map(block, _blocks(x), x.nbytes)
+    return dx
