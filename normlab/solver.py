@@ -205,7 +205,9 @@ class Solver:
             self.loss_history.append(loss)
         self.diverged = True
         self.status = "diverged"
-        self.divergence_reason = f"epoch {self.epoch}, iteration {self.iteration + 1}: {reason}"
+        where = (f"iteration {self.iteration + 1}" if loss is not None
+                 else f"the accuracy check after iteration {self.iteration}")
+        self.divergence_reason = f"epoch {self.epoch}, {where}: {reason}"
         if self.verbose:
             print(f"Diverged at {self.divergence_reason}; stopping")
         return False
@@ -242,7 +244,7 @@ class Solver:
                 train_acc = self.check_accuracy(self.X_train, self.y_train, num_samples=self.num_train_samples)
                 val_acc = self.check_accuracy(self.X_val, self.y_val, num_samples=self.num_val_samples)
         except (FloatingPointError, NonFiniteError) as e:
-            return self._diverge(f"while measuring accuracy: {type(e).__name__}: {e}")
+            return self._diverge(f"{type(e).__name__}: {e}")
         self.train_acc_history.append(train_acc)
         self.val_acc_history.append(val_acc)
         if self.verbose:
