@@ -102,19 +102,23 @@ def moments(x: np.ndarray):
     def block(s):
         xb = x[s]
         n = (s.stop - s.start) * per
-        mean = xb.sum(axis=red) / n
-        d = np.subtract(xb, _bc(mean, xb), out=_scratch(xb))
-        np.square(d, out=d)
-        return n, mean, d.sum(axis=red)
+        # NaN/inf input makes these non-finite; the caller checks the result and
+        # raises, so the warnings (errors under the Solver) would only hide that.
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = xb.sum(axis=red) / n
+            d = np.subtract(xb, _bc(mean, xb), out=_scratch(xb))
+            np.square(d, out=d)
+            return n, mean, d.sum(axis=red)
 
     parts = _map(block, _blocks(x), x.nbytes)
     counts = np.array([p[0] for p in parts], dtype=np.float64)[:, None]
     means = np.stack([p[1] for p in parts]).astype(np.float64)
     m2s = np.stack([p[2] for p in parts]).astype(np.float64)
     total = counts.sum()
-    mean = (counts * means).sum(axis=0) / total
-    m2 = m2s.sum(axis=0) + (counts * (means - mean) ** 2).sum(axis=0)
-    return mean.astype(x.dtype), (m2 / total).astype(x.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = (counts * means).sum(axis=0) / total
+        m2 = m2s.sum(axis=0) + (counts * (means - mean) ** 2).sum(axis=0)
+        return mean.astype(x.dtype), (m2 / total).astype(x.dtype)
 
 
 def affine_pass(x: np.ndarray, shift: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:

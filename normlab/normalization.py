@@ -43,11 +43,14 @@ def normalize(x: np.ndarray, axes: tuple[int, ...], eps: float, where: str = "no
     shape and x's dtype. Raises NonFiniteError when x holds NaN/inf, so bad data
     never reaches running statistics.
     """
-    mean = x.mean(axis=axes, keepdims=True)
-    # Two-pass variance (mean of squared deviations): E[x^2] - E[x]^2 cancels
-    # catastrophically in float32 when |mean| >> std.
-    x_hat = x - mean
-    var = np.mean(np.square(x_hat), axis=axes, keepdims=True)
+    # NaN/inf input makes the statistics non-finite and is reported below as
+    # NonFiniteError; the intermediate warnings would only hide that.
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = x.mean(axis=axes, keepdims=True)
+        # Two-pass variance (mean of squared deviations): E[x^2] - E[x]^2 cancels
+        # catastrophically in float32 when |mean| >> std.
+        x_hat = x - mean
+        var = np.mean(np.square(x_hat), axis=axes, keepdims=True)
     require_finite_stats(mean, var, where=where)
     inv_std = 1.0 / np.sqrt(var + np.asarray(eps, dtype=x.dtype))
     x_hat *= inv_std
