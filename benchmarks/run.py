@@ -3,26 +3,17 @@
     .venv/bin/python benchmarks/run.py [--threads N] [--rows bn,bn-alt,conv,net]
                                        [--quick] [--no-torch] [--json PATH]
 
-Rows (ratio = normlab / reference unless the target says reference / normlab):
+Rows (see README.md): 1 batch norm train forward + ``batchnorm_backward_alt``
+on (4096, 1024) and (64*28*28, 32) float32 against (a) a memory-traffic floor
+(target <= 2x) and (b) PyTorch ``F.batch_norm`` + autograd (target <= 1x);
+2 staged vs closed-form backward at (100, 500) float64 (speedup > 1); 3 fast
+conv forward + backward against the naive loops (speedup > 1) and
+``F.conv2d`` (target <= 3x); 4 one Adam training step of the six-layer
+batch-norm net, batch 50, against the same net, weights and data in PyTorch
+(target < 1x). Ratios are normlab / reference, except speedups
+(reference / normlab), as the target column says.
 
-1. ``bn``: batch norm train forward + closed-form backward
-   (``batchnorm_forward`` in 'train' mode, then ``batchnorm_backward_alt``) on
-   (4096, 1024) and (64*28*28, 32) float32, against
-   (a) a memory-traffic floor, target normlab <= 2x floor, and
-   (b) PyTorch ``F.batch_norm(..., training=True)`` + autograd ``backward``,
-       target normlab <= torch.
-2. ``bn-alt``: ``batchnorm_backward`` (staged) vs ``batchnorm_backward_alt``
-   at (100, 500) float64, backward only; speedup staged / alt, target > 1.
-3. ``conv``: ``conv_forward_fast`` + ``conv_backward_fast`` on x (50, 3, 32, 32),
-   w (25, 3, 3, 3), stride 1, pad 1, float32, against the naive loops
-   (speedup, target > 1) and against ``F.conv2d`` + autograd (target <= 3x).
-4. ``net``: one training step (forward, loss, backward, Adam on every
-   parameter) of FullyConnectedNet([100]*5, 784 -> 10, batch norm, float32),
-   batch 50, against the same net, weights and data in PyTorch
-   (Linear/BatchNorm1d/ReLU, CrossEntropyLoss, torch.optim.Adam lr 1e-3).
-   Target normlab < torch.
-
-Byte model of the floor (row 1a). Batch norm must at least stream
+Byte model of the floor (rows 1a, 1c). Batch norm must at least stream
 5 arrays of N*D*itemsize bytes: the forward reads x and writes out, the
 backward reads dout and x (or x_hat) and writes dx. Per-feature vectors
 (gamma, beta, statistics) are O(D) and ignored. The floor time is
@@ -239,7 +230,7 @@ def load_torch(enabled: bool, threads: int):
 
 def normlab_bn_step(x, gamma, beta, dout):
     def step():
-        out, cache = batchnorm_forward(x, gamma, beta, {"mode": "train"})
+        _, cache = batchnorm_forward(x, gamma, beta, {"mode": "train"})
         return batchnorm_backward_alt(dout, cache)
     return step
 
@@ -297,7 +288,7 @@ def bn_alt_rows(sizes: Sizes, torch, torch_skip, bandwidth) -> list[Row]:
 
 def conv_step(forward, backward, x, w, b, dout, conv_param):
     def step():
-        out, cache = forward(x, w, b, conv_param)
+        _, cache = forward(x, w, b, conv_param)
         return backward(dout, cache)
     return step
 
