@@ -70,9 +70,12 @@ def svm_loss(x, y):
     x, y, n = _scores(x, y)
     z = x.astype(np.float64)
     rows = np.arange(n)
-    margins = np.maximum(0.0, z - z[rows, y][:, None] + 1.0)
-    margins[rows, y] = 0.0
-    loss = float(margins.sum() / n)
+    # As in softmax_loss: only a spread beyond float64 range overflows, and the
+    # loss is then inf (the true value is unrepresentable), without a warning.
+    with np.errstate(over="ignore"):
+        margins = np.maximum(0.0, z - z[rows, y][:, None] + 1.0)
+        margins[rows, y] = 0.0
+        loss = float(np.sum(margins / n))   # divide first: the sum of N losses may overflow, their mean not
     dx = (margins > 0).astype(np.float64)
     dx[rows, y] -= dx.sum(axis=1)
     dx /= n
