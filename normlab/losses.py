@@ -55,7 +55,7 @@ def softmax_loss(x, y):
         e = np.exp(z)
     s = e.sum(axis=1, keepdims=True)
     rows = np.arange(n)
-    loss = float(np.mean(np.log(s[:, 0]) - z[rows, y]))
+    loss = float(np.sum((np.log(s[:, 0]) - z[rows, y]) / n))   # divide first: the sum may overflow, the mean not
     dx = e / s
     dx[rows, y] -= 1.0
     dx /= n
