@@ -108,7 +108,10 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     - out: Output data, of shape (N, C, H, W)
     - cache: a GroupNormCache
     """
-    eps = _eps(gn_param, "gn_param")
+    return _groupnorm(x, gamma, beta, G, _eps(gn_param, "gn_param"))
+
+
+def _groupnorm(x, gamma, beta, G, eps):
     x = as_float_array(x, "x")
     require_ndim(x, 4, "input x", "(N, C, H, W)")
     n, c, h, w = x.shape
@@ -143,9 +146,10 @@ def spatial_groupnorm_backward(dout, cache):
 
 def instancenorm_forward(x, gamma, beta, in_param):
     """Instance norm: statistics per sample and channel over (H, W); group norm with G = C."""
+    eps = _eps(in_param, "in_param")
     x = as_float_array(x, "x")
     require_ndim(x, 4, "input x", "(N, C, H, W)")
-    return spatial_groupnorm_forward(x, gamma, beta, x.shape[1], in_param)
+    return _groupnorm(x, gamma, beta, x.shape[1], eps)
 
 
 def instancenorm_backward(dout, cache):
