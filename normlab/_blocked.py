@@ -13,9 +13,8 @@ and per-block partial results are combined in block order, so results are
 bit-identical whatever the number of threads or their timing.
 
 Block moments are merged with Chan et al.'s pairwise formula,
-``M2 = sum_k M2_k + n_k (mean_k - mean)^2``, each block's M2 being a two-pass
-sum of squared deviations from its own mean: as stable as two full passes,
-at the cost of one.
+``M2 = sum_k M2_k + n_k (mean_k - mean)^2``, each block's moments taken about
+a shift inside the block: stable like two full passes, at the cost of one.
 """
 from __future__ import annotations
 
@@ -95,25 +94,34 @@ def _bc(v, x):
 
 
 def moments(x: np.ndarray):
-    """Per-channel mean and biased variance of x (A, C) or (A, C, B), in x's dtype."""
+    """Per-channel mean and biased variance of x (A, C) or (A, C, B), in x's dtype.
+
+    Each block is shifted by its own first entry per channel before summing,
+    so float32 sums carry the data's spread, not its offset (x ~ 1e4 + N(0, 1)
+    keeps a mean accurate to float32 rounding of the spread). The block's M2
+    is then sum(d^2) - n * mean(d)^2 with d of the order of the spread, and
+    block results are merged in float64.
+    """
     red = _red(x)
     per = x.shape[2] if x.ndim == 3 else 1
 
     def block(s):
         xb = x[s]
         n = (s.stop - s.start) * per
+        shift = xb[0] if xb.ndim == 2 else xb[0, :, :1]
         # NaN/inf input makes these non-finite; the caller checks the result and
         # raises, so the warnings (errors under the Solver) would only hide that.
         with np.errstate(over="ignore", invalid="ignore"):
-            mean = xb.sum(axis=red) / n
-            d = np.subtract(xb, _bc(mean, xb), out=_scratch(xb))
+            d = np.subtract(xb, shift, out=_scratch(xb))
+            mean_d = d.sum(axis=red).astype(np.float64) / n
             np.square(d, out=d)
-            return n, mean, d.sum(axis=red)
+            m2 = d.sum(axis=red).astype(np.float64) - n * mean_d ** 2
+            return n, shift.reshape(-1) + mean_d, np.maximum(m2, 0.0)
 
     parts = _map(block, _blocks(x), x.nbytes)
     counts = np.array([p[0] for p in parts], dtype=np.float64)[:, None]
-    means = np.stack([p[1] for p in parts]).astype(np.float64)
-    m2s = np.stack([p[2] for p in parts]).astype(np.float64)
+    means = np.stack([p[1] for p in parts])
+    m2s = np.stack([p[2] for p in parts])
     total = counts.sum()
     with np.errstate(over="ignore", invalid="ignore"):
         mean = (counts * means).sum(axis=0) / total
