@@ -453,7 +453,7 @@ def environment(args, torch, sizes: Sizes, bandwidth: float | None) -> dict:
         "threads": args.threads, "env": {v: os.environ.get(v) for v in THREAD_VARS},
         "openblas_threads": openblas_threads(),
         "torch_threads": torch.get_num_threads() if torch is not None else None,
-        "cores_available": available_cores(), "cpu": platform.processor() or platform.machine(),
+        "cores_available": available_cores(), "load_average_1min": os.getloadavg()[0], "cpu": platform.processor() or platform.machine(),
         "quick": args.quick, "rows": args.rows, "warmup": sizes.warmup, "repeats": sizes.repeats,
         "copy_bandwidth_gb_s": bandwidth / 1e9 if bandwidth else None,
         "timer": "time.perf_counter, interleaved, best of repeats",
@@ -465,7 +465,8 @@ def print_header(env: dict) -> None:
     print(f"python {env['python']}  numpy {env['numpy']}  torch {env['torch'] or 'not used'}")
     print(f"threads {env['threads']}: " + " ".join(f"{k}={v}" for k, v in env["env"].items())
           + f"; OpenBLAS reports {env['openblas_threads']}; torch.get_num_threads()={env['torch_threads']}"
-          + f"; {env['cores_available']} cores available")
+          + f"; {env['cores_available']} cores available, load average {env['load_average_1min']:.2f}"
+          + (" (busy machine: timings noisy)" if env["load_average_1min"] > 0.5 * env["cores_available"] else ""))
     print(f"timing: warm-up {env['warmup']}, then best of interleaved repeats {env['repeats']}")
     print()
 
