@@ -135,6 +135,8 @@ class FullyConnectedNet:
         mode = "test" if y is None else "train"
         if self.use_dropout:
             self.dropout_param["mode"] = mode
+            if "rng" in self.dropout_param:
+                self.dropout_param["rng"] = self.rng   # model.rng may have been replaced (reseeded)
         if self.normalization == "batchnorm":
             for p in self.bn_params:
                 p["mode"] = mode
