@@ -118,6 +118,17 @@ def test_fc_net_dropout_with_seed_param_repeats_masks():
     _assert_net_gradients(model, grads, _numeric_grads(model, X, y), rel_tol=1e-5)
 
 
+def test_fc_net_dropout_draws_from_current_model_rng(rng):
+    """Reseeding by assigning model.rng must reach the dropout masks (not a stale generator)."""
+    X = rng.standard_normal((4, D))
+    y = rng.integers(C, size=4)
+    model = FullyConnectedNet([H1], input_dim=D, dropout_keep_ratio=0.5, seed=0, dtype=np.float64)
+    model.rng = np.random.default_rng(7)
+    first = model.loss(X, y)[0]
+    model.rng = np.random.default_rng(7)
+    assert model.loss(X, y)[0] == first
+
+
 def test_fc_net_dropout_is_off_at_test_time(rng):
     model = FullyConnectedNet([20], input_dim=D, dropout_keep_ratio=0.3, seed=0, dtype=np.float64)
     X = rng.standard_normal((5, D))
