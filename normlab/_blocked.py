@@ -118,7 +118,12 @@ def moments(x: np.ndarray):
             m2 = d.sum(axis=red).astype(np.float64) - n * mean_d ** 2
             return n, shift.reshape(-1) + mean_d, np.maximum(m2, 0.0)
 
-    parts = _map(block, _blocks(x), x.nbytes)
+    blocks = _blocks(x)
+    if len(blocks) == 1:   # small inputs (every layer of a small net): nothing to merge
+        n, mean, m2 = block(blocks[0])
+        with np.errstate(over="ignore", invalid="ignore"):
+            return mean.astype(x.dtype), (m2 / n).astype(x.dtype)
+    parts = _map(block, blocks, x.nbytes)
     counts = np.array([p[0] for p in parts], dtype=np.float64)[:, None]
     means = np.stack([p[1] for p in parts])
     m2s = np.stack([p[2] for p in parts])
@@ -155,7 +160,10 @@ def grad_sums(dout: np.ndarray, x: np.ndarray, mean: np.ndarray):
         t *= g
         return g.sum(axis=red), t.sum(axis=red)
 
-    parts = _map(block, _blocks(x), x.nbytes)
+    blocks = _blocks(x)
+    if len(blocks) == 1:
+        return block(blocks[0])
+    parts = _map(block, blocks, x.nbytes)
     s0 = np.sum([p[0] for p in parts], axis=0, dtype=np.float64)
     s1 = np.sum([p[1] for p in parts], axis=0, dtype=np.float64)
     return s0.astype(x.dtype), s1.astype(x.dtype)

@@ -125,7 +125,7 @@ class AdamState(NamedTuple):
 
 def _prepare(w, dw) -> tuple[np.ndarray, np.ndarray]:
     """Validate ``w``/``dw`` and return them with ``dw`` cast to ``w``'s dtype."""
-    if not isinstance(w, np.ndarray) or not np.issubdtype(w.dtype, np.floating):
+    if not isinstance(w, np.ndarray) or w.dtype.kind != "f":
         raise TypeError(f"w must be a floating-point ndarray, got {type(w).__name__}"
                         + (f" of dtype {w.dtype}" if isinstance(w, np.ndarray) else ""))
     dw = np.asarray(dw)
@@ -199,12 +199,22 @@ def adam_step(w, dw, hp: AdamConfig = AdamConfig(), state: AdamState | None = No
                  "t", t, "an integer >= 0")
         t = int(t)
     t += 1
-    m = hp.beta1 * m + (1 - hp.beta1) * dw
-    v = hp.beta2 * v + (1 - hp.beta2) * (dw * dw)
+    # The course's expressions, evaluated in the same order (so bit-identical)
+    # but in place on fresh temporaries: half the allocations.
+    m = hp.beta1 * m
+    m += (1 - hp.beta1) * dw
+    dw2 = dw * dw
+    dw2 *= 1 - hp.beta2
+    v = hp.beta2 * v
+    v += dw2
     # Python-float corrections: a weak scalar, so float32 arrays stay float32.
-    m_hat = m / (1 - hp.beta1 ** t)
-    v_hat = v / (1 - hp.beta2 ** t)
-    return w - hp.learning_rate * m_hat / (np.sqrt(v_hat) + hp.epsilon), AdamState(m, v, t)
+    step = m / (1 - hp.beta1 ** t)                 # m_hat
+    step *= hp.learning_rate
+    denom = np.divide(v, 1 - hp.beta2 ** t, out=dw2)  # v_hat
+    np.sqrt(denom, out=denom)
+    denom += hp.epsilon
+    step /= denom
+    return w - step, AdamState(m, v, t)
 
 
 # ---------------------------------------------------------------- course adapter
@@ -218,17 +228,28 @@ class UpdateRule:
     state: type | None
     step: Callable
 
-    @property
-    def hyper_keys(self) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(self.hyper))
+    def __post_init__(self):
+        # Computed once: the adapter runs for every parameter at every step.
+        hyper_keys = tuple(f.name for f in fields(self.hyper))
+        state_keys = self.state._fields if self.state is not None else ()
+        object.__setattr__(self, "hyper_keys", hyper_keys)
+        object.__setattr__(self, "state_keys", state_keys)
+        object.__setattr__(self, "allowed_keys", hyper_keys + state_keys)
+        object.__setattr__(self, "_hyper_memo", {})
 
-    @property
-    def state_keys(self) -> tuple[str, ...]:
-        return self.state._fields if self.state is not None else ()
-
-    @property
-    def allowed_keys(self) -> tuple[str, ...]:
-        return self.hyper_keys + self.state_keys
+    def hyperparameters(self, config: dict):
+        """The validated hyperparameter record for a config dict (memoised by value)."""
+        # The type is part of the key: True == 1 must not reuse the record of 1.
+        given = tuple((k, type(config[k]), config[k]) for k in self.hyper_keys if k in config)
+        try:
+            return self._hyper_memo[given]
+        except KeyError:
+            hp = self.hyper(**{k: v for k, _, v in given})
+            if len(self._hyper_memo) < 256:
+                self._hyper_memo[given] = hp
+            return hp
+        except TypeError:   # an unhashable value: validate it afresh every time
+            return self.hyper(**{k: v for k, _, v in given})
 
 
 def _check_keys(rule: UpdateRule, config: dict) -> None:
@@ -244,7 +265,7 @@ def _apply(rule: UpdateRule, w, dw, config: dict | None):
     elif not isinstance(config, dict):
         raise TypeError(f"config must be a dict or None, got {type(config).__name__}")
     _check_keys(rule, config)
-    hp = rule.hyper(**{k: config[k] for k in rule.hyper_keys if k in config})
+    hp = rule.hyperparameters(config)
     state = None
     if rule.state is not None and any(k in config for k in rule.state_keys):
         missing = [k for k in rule.state_keys if k not in config]
