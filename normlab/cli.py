@@ -1,6 +1,8 @@
 """The ``normlab`` command line.
 
     normlab gradcheck [--seed N] [--layers-only] [--json PATH]
+    normlab data info [NAME ...] [--dir DIR]
+    normlab data fetch NAME [--dir DIR] [--mirror URL ...]
 
 Exit codes: 0 success, 1 a check failed or a user error (one line on stderr),
 2 bad usage (argparse).
@@ -30,6 +32,28 @@ def _cmd_gradcheck(args) -> int:
     return 0 if all(r.ok for r in rows) else 1
 
 
+def _cmd_data_info(args) -> int:
+    from .data.info import all_info, format_info
+
+    print(format_info(all_info(args.dir, args.names or None)))
+    return 0
+
+
+def _cmd_data_fetch(args) -> int:
+    from .data.download import fetch
+    from .data.locate import find
+    from .data.registry import get
+
+    ds = get(args.name)
+    found = find(ds, args.dir)
+    if found is not None:
+        print(f"{ds.name} is already in {found.folder}; `normlab data info {ds.name}` verifies it")
+        return 0
+    folder = fetch(ds, data_dir=args.dir, mirrors=args.mirror or None)
+    print(f"{ds.name}: downloaded and MD5-verified into {folder}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="normlab", description="A laboratory for normalization layers.")
     parser.add_argument("--version", action="version", version=f"normlab {__version__}")
@@ -42,6 +66,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--layers-only", action="store_true", help="skip the (slower) net-level checks")
     g.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
     g.set_defaults(func=_cmd_gradcheck)
+    d = sub.add_parser("data", help="find, verify and download datasets (Fashion-MNIST, MNIST, CIFAR-10)",
+                       description="Datasets are looked for in --dir, else $NORMLAB_DATA/<name>, "
+                                   "~/.cache/normlab/<name> and /usr/share/datasets/<name>.")
+    dsub = d.add_subparsers(dest="data_command", metavar="{info,fetch}")
+    dsub.required = True
+    di = dsub.add_parser("info", help="where each dataset is, whether it is the official release, "
+                                      "its shapes and class counts")
+    di.add_argument("names", nargs="*", metavar="NAME", help="fashion-mnist, mnist, cifar-10 (default: all)")
+    di.add_argument("--dir", metavar="DIR", help="look only in DIR (the dataset folder or its parent)")
+    di.set_defaults(func=_cmd_data_info)
+    df = dsub.add_parser("fetch", help="download a dataset from its official source (MD5-verified)")
+    df.add_argument("name", metavar="NAME", help="fashion-mnist, mnist or cifar-10")
+    df.add_argument("--dir", metavar="DIR", help="download into DIR (default: $NORMLAB_DATA or ~/.cache/normlab)")
+    df.add_argument("--mirror", metavar="URL", action="append",
+                    help="download from URL instead of the official sources (repeatable; files must "
+                         "still match the published MD5)")
+    df.set_defaults(func=_cmd_data_fetch)
     return parser
 
 

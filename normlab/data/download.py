@@ -98,15 +98,31 @@ def _fetch_one(url, tmp_fd, timeout, max_bytes, progress) -> str:
     return h.hexdigest()
 
 
+def _stream(progress):
+    return sys.stderr if progress is True else None if progress is False else progress
+
+
+def _make_dirs(path: Path) -> list[Path]:
+    """``mkdir -p path``; returns the directories created, deepest first."""
+    created = []
+    p = path
+    while not p.exists():
+        created.append(p)
+        p = p.parent
+    path.mkdir(parents=True, exist_ok=True)
+    return created
+
+
 def download_file(urls, dest, md5: str, *, timeout: float = 60.0, max_bytes: int = 1 << 30,
                   progress=sys.stderr) -> Path:
     """Download the first of ``urls`` whose content has MD5 ``md5`` to ``dest``.
 
     Streams into a temporary file next to ``dest``, checks the MD5 and renames
     it onto ``dest``; on failure tries the next URL. ``progress`` is a text
-    stream, or ``None`` for silence. Raises :class:`DownloadError` listing every
+    stream, ``True`` for stderr, ``None``/``False`` for silence. Raises :class:`DownloadError` listing every
     URL and its failure; then neither ``dest`` nor a temporary file exists."""
     dest = Path(os.fspath(dest))
+    progress = _stream(progress)
     failures = []
     for url in urls:
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
@@ -156,15 +172,18 @@ def fetch(dataset, data_dir=None, mirrors=None, *, progress=sys.stderr, timeout:
     present with the published MD5 are kept."""
     ds = get(dataset)
     dest = target_dir(ds, data_dir)
-    created = not dest.exists()
-    dest.mkdir(parents=True, exist_ok=True)
+    progress = _stream(progress)
+    created = _make_dirs(dest)
     try:
         if ds.archive is not None:
             return _fetch_archive(ds, dest, mirrors, progress, timeout)
         return _fetch_files(ds, dest, mirrors, progress, timeout)
     except BaseException:
-        if created and not any(dest.iterdir()):
-            dest.rmdir()
+        for d in created:                 # only the empty folders this call made
+            try:
+                d.rmdir()
+            except OSError:
+                break
         raise
 
 
