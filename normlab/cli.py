@@ -35,8 +35,9 @@ def _cmd_gradcheck(args) -> int:
 def _cmd_data_info(args) -> int:
     from .data.info import all_info, format_info
 
-    print(format_info(all_info(args.dir, args.names or None)))
-    return 0
+    infos = all_info(args.dir, args.names or None)
+    print(format_info(infos))
+    return 1 if any(i.error for i in infos) else 0   # a corrupt copy; missing ones are not errors
 
 
 def _cmd_data_fetch(args) -> int:

@@ -76,6 +76,7 @@ def test_info_of_corrupt_and_missing_copies(tmp_path):
     info = dataset_info("mnist", tmp_path)
     assert info.error and "truncated or corrupt gzip" in info.error and "normlab data fetch mnist" in info.hint
     assert "[CORRUPT]" in format_info([info])
+    assert main(["data", "info", "mnist", "--dir", str(tmp_path)]) == 1
     missing = dataset_info("cifar-10")
     text = format_info([missing])
     assert text.startswith("cifar-10: not found") and "normlab data fetch cifar-10" in text
