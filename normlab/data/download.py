@@ -114,13 +114,14 @@ def _make_dirs(path: Path) -> list[Path]:
 
 
 def download_file(urls, dest, md5: str, *, timeout: float = 60.0, max_bytes: int = 1 << 30,
-                  progress=sys.stderr) -> Path:
+                  progress=True) -> Path:
     """Download the first of ``urls`` whose content has MD5 ``md5`` to ``dest``.
 
     Streams into a temporary file next to ``dest``, checks the MD5 and renames
-    it onto ``dest``; on failure tries the next URL. ``progress`` is a text
-    stream, ``True`` for stderr, ``None``/``False`` for silence. Raises :class:`DownloadError` listing every
-    URL and its failure; then neither ``dest`` nor a temporary file exists."""
+    it onto ``dest``; on failure tries the next URL. ``progress``: a text
+    stream, ``True`` for stderr (resolved at call time), ``None``/``False`` for
+    silence. Raises :class:`DownloadError` listing every URL and its failure;
+    then no temporary file remains and ``dest`` is as it was."""
     dest = Path(os.fspath(dest))
     progress = _stream(progress)
     failures = []
@@ -165,7 +166,7 @@ def target_dir(dataset, data_dir=None) -> Path:
     return (Path(os.path.expanduser(root)) if root else cache_dir()) / ds.name
 
 
-def fetch(dataset, data_dir=None, mirrors=None, *, progress=sys.stderr, timeout: float = 60.0) -> Path:
+def fetch(dataset, data_dir=None, mirrors=None, *, progress=True, timeout: float = 60.0) -> Path:
     """Download ``dataset`` (name or :class:`Dataset`) into :func:`target_dir`
     and return the folder holding its files. ``mirrors`` replaces the
     registry's base URLs (IDX sets) or archive URLs (CIFAR-10). Files already
