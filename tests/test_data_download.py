@@ -257,8 +257,10 @@ def test_cli_fetch_failure_is_one_line_and_caches_nothing(tmp_path, server, caps
     from normlab.cli import main
     server.routes["/m/train-images-idx3-ubyte.gz"] = b"junk"
     assert main(["data", "fetch", "mnist", "--dir", str(tmp_path / "d"), "--mirror", server.url + "/m/"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("normlab: error: could not download train-images-idx3-ubyte.gz") and err.count("\n") == 1
+    err = capsys.readouterr().err.splitlines()      # progress lines, then the one-line error
+    assert err[0] == f"downloading {server.url}/m/train-images-idx3-ubyte.gz (0.0 MB)"
+    assert err[-1].startswith("normlab: error: could not download train-images-idx3-ubyte.gz")
+    assert not any("Traceback" in line for line in err)
     assert leftovers(tmp_path / "d") == []
 
 
