@@ -62,27 +62,39 @@ def eval_numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray,
 
 
 def eval_numerical_gradient_array(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
-                                  df: np.ndarray, h: float = 1e-5) -> np.ndarray:
+                                  df: np.ndarray, h: float = 1e-5, order: int = 2) -> np.ndarray:
     """Gradient of ``sum(f(x) * df)`` at ``x``: the vector-Jacobian product with ``df``.
+
+    ``order=2`` (the course's): central differences, error ~h^2 plus rounding
+    ~eps |f| / h. ``order=4``: the five-point stencil
+    ``(8 (f(x+h) - f(x-h)) - (f(x+2h) - f(x-2h))) / 12h``, error ~h^4, which
+    allows a larger h and so less rounding: on smooth functions it resolves
+    gradient entries far below what order 2 can.
 
     Use a random ``df``: an all-ones upstream gradient makes batch norm's dx
     vanish identically and hides every error.
     """
     x = _check_array(x)
+    if order not in (2, 4):
+        raise ValueError(f"order must be 2 (central differences) or 4 (five-point stencil), got {order!r}")
     df = np.asarray(df)
+    steps = ((1.0, 1.0),) if order == 2 else ((1.0, 8.0 / 6.0), (2.0, -1.0 / 6.0))
     grad = np.zeros(x.shape, dtype=np.float64)
     it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
     while not it.finished:
         ix = it.multi_index
         old = x[ix].copy()
-        x[ix] = old + h
-        pos = np.array(f(x), dtype=np.float64, copy=True)
-        x[ix] = old - h
-        neg = np.array(f(x), dtype=np.float64, copy=True)
-        x[ix] = old
-        if pos.shape != df.shape:
-            raise ValueError(f"f(x) has shape {pos.shape} but df has shape {df.shape}; they must match")
-        grad[ix] = np.sum((pos - neg) * df) / (2 * h)
+        total = 0.0
+        for k, weight in steps:
+            x[ix] = old + k * h
+            pos = np.array(f(x), dtype=np.float64, copy=True)
+            x[ix] = old - k * h
+            neg = np.array(f(x), dtype=np.float64, copy=True)
+            x[ix] = old
+            if pos.shape != df.shape:
+                raise ValueError(f"f(x) has shape {pos.shape} but df has shape {df.shape}; they must match")
+            total += weight * np.sum((pos - neg) * df)
+        grad[ix] = total / (2 * h)
         it.iternext()
     return grad
 

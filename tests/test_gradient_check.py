@@ -208,3 +208,19 @@ def test_non_float_arrays_raise_type_error(bad):
 def test_int_array_error_names_dtype():
     with pytest.raises(TypeError, match="int64"):
         eval_numerical_gradient(lambda v: 0.0, np.arange(3, dtype=np.int64), verbose=False)
+
+
+def test_five_point_stencil_is_exact_for_quartics_where_central_differences_are_not():
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 4))
+    df = rng.standard_normal((3, 4))
+    exact = 4 * x ** 3 * df
+    four = eval_numerical_gradient_array(lambda a: a ** 4, x, df, h=1e-2, order=4)
+    two = eval_numerical_gradient_array(lambda a: a ** 4, x, df, h=1e-2, order=2)
+    assert rel_error(four, exact) < 1e-10
+    assert rel_error(two, exact) > 1e-6      # h^2 truncation: the stencil is what removes it
+
+
+def test_order_must_be_2_or_4():
+    with pytest.raises(ValueError, match="order must be 2 .* got 3"):
+        eval_numerical_gradient_array(lambda a: a, np.ones(2), np.ones(2), order=3)
