@@ -26,8 +26,8 @@ import numpy as np
 
 __all__ = ["moments", "affine_pass", "grad_sums", "backward_pass", "num_threads"]
 
-BLOCK_BYTES = 1 << 18        # 256 KiB of input per block: a few live temporaries fit in L2
-SERIAL_BYTES = 1 << 20       # below this, thread hand-off costs more than it saves
+BLOCK_BYTES = 1 << 20        # 1 MiB of input per block: measured best here with 2 threads
+SERIAL_BYTES = 1 << 21       # below this, thread hand-off costs more than it saves
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -59,7 +59,15 @@ def _map(fn, blocks, nbytes):
         if _pool is None or _pool._max_workers != n:
             _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="normlab")
         pool = _pool
-    return list(pool.map(fn, blocks))   # map keeps block order: deterministic merging
+    # Floating-point error handling is per thread: the workers follow the
+    # caller's (e.g. the Solver's 'raise', which turns overflow into divergence).
+    err = np.geterr()
+
+    def run(block):
+        with np.errstate(**err):
+            return fn(block)
+
+    return list(pool.map(run, blocks))   # map keeps block order: deterministic merging
 
 
 _local = threading.local()
@@ -84,8 +92,32 @@ def _blocks(x: np.ndarray) -> list[slice]:
     return [slice(i, min(i + step, len(x))) for i in range(0, len(x), step)]
 
 
-def _red(x):
-    return (0,) if x.ndim == 2 else (0, 2)
+_ones_cache: dict = {}
+
+
+def _ones(n: int, dtype) -> np.ndarray:
+    key = (n, np.dtype(dtype))
+    v = _ones_cache.get(key)
+    if v is None:
+        v = _ones_cache[key] = np.ones(n, dtype=dtype)
+    return v
+
+
+def _sum(a: np.ndarray) -> np.ndarray:
+    """Per-channel sum of a block (n, C) or (n, C, B).
+
+    A BLAS matrix-vector product with ones: 2-5x faster here than
+    ``a.sum(axis=0)``, whose axis-0 loop adds row by row.
+    """
+    if a.ndim == 2:
+        return _ones(a.shape[0], a.dtype) @ a
+    n, c, b = a.shape
+    return (a.reshape(n * c, b) @ _ones(b, a.dtype)).reshape(n, c).sum(axis=0)
+
+
+def _sumprod(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-channel sum of a * b over a block, without the product array."""
+    return np.einsum("ij,ij->j", a, b) if a.ndim == 2 else np.einsum("ijk,ijk->j", a, b)
 
 
 def _bc(v, x):
@@ -102,7 +134,6 @@ def moments(x: np.ndarray):
     is then sum(d^2) - n * mean(d)^2 with d of the order of the spread, and
     block results are merged in float64.
     """
-    red = _red(x)
     per = x.shape[2] if x.ndim == 3 else 1
 
     def block(s):
@@ -113,9 +144,8 @@ def moments(x: np.ndarray):
         # raises, so the warnings (errors under the Solver) would only hide that.
         with np.errstate(over="ignore", invalid="ignore"):
             d = np.subtract(xb, shift, out=_scratch(xb))
-            mean_d = d.sum(axis=red).astype(np.float64) / n
-            np.square(d, out=d)
-            m2 = d.sum(axis=red).astype(np.float64) - n * mean_d ** 2
+            mean_d = _sum(d).astype(np.float64) / n
+            m2 = _sumprod(d, d).astype(np.float64) - n * mean_d ** 2
             return n, shift.reshape(-1) + mean_d, np.maximum(m2, 0.0)
 
     blocks = _blocks(x)
@@ -151,14 +181,12 @@ def affine_pass(x: np.ndarray, shift: np.ndarray, scale: np.ndarray, offset: np.
 
 def grad_sums(dout: np.ndarray, x: np.ndarray, mean: np.ndarray):
     """Per-channel sum(dout) and sum(dout * (x - mean)) in one blocked pass."""
-    red = _red(x)
     mb = _bc(mean, x)
 
     def block(s):
         g = dout[s]
         t = np.subtract(x[s], mb, out=_scratch(g))
-        t *= g
-        return g.sum(axis=red), t.sum(axis=red)
+        return _sum(g), _sumprod(g, t)
 
     blocks = _blocks(x)
     if len(blocks) == 1:
