@@ -60,11 +60,14 @@ class FullyConnectedNet:
     - use_batchnorm: legacy keyword of the older course: True means normalization='batchnorm'.
     - norm_param: optional dict of batch-norm settings for every norm layer
       ('eps', 'momentum', 'convention'), e.g. {'convention': 'torch'}.
+    - bias_before_norm: with normalization, False drops the hidden layers'
+      biases b1..b(L-1): the norm's beta makes them redundant (the PyTorch
+      notebook's nn.Linear(..., bias=False) before BatchNorm1d).
     """
 
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout_keep_ratio=1,
                  normalization=None, reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None,
-                 use_batchnorm=None, norm_param=None):
+                 use_batchnorm=None, norm_param=None, bias_before_norm=True):
         if use_batchnorm:
             if normalization not in (None, "batchnorm"):
                 raise ValueError(f"use_batchnorm=True contradicts normalization={normalization!r}; "
@@ -91,8 +94,10 @@ class FullyConnectedNet:
         self.params = {}
         for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:]), start=1):
             self.params[f"W{i}"] = gaussian(self.rng, (d_in, d_out), weight_scale, self.dtype)
-            self.params[f"b{i}"] = np.zeros(d_out, dtype=self.dtype)
-            if self.normalization and i < self.num_layers:
+            hidden = i < self.num_layers
+            if not (hidden and self.normalization and not bias_before_norm):
+                self.params[f"b{i}"] = np.zeros(d_out, dtype=self.dtype)
+            if self.normalization and hidden:
                 self.params[f"gamma{i}"] = np.ones(d_out, dtype=self.dtype)
                 self.params[f"beta{i}"] = np.zeros(d_out, dtype=self.dtype)
 
@@ -109,6 +114,9 @@ class FullyConnectedNet:
             self.bn_params = [{"eps": norm_param.get("eps", 1e-5)} for _ in range(self.num_layers - 1)]
         else:
             self.bn_params = []
+
+    def _no_bias(self, i):
+        return np.zeros(self.params[f"W{i}"].shape[1], dtype=self.dtype)
 
     # --- non-learnable state, for snapshots and checkpoints ---------------------------
     def state_arrays(self) -> dict[str, np.ndarray]:
@@ -129,10 +137,27 @@ class FullyConnectedNet:
                     p.pop(key, None)
 
     # --- forward and backward ---------------------------------------------------------
+    def scores(self, X, mode="test"):
+        """Class scores (N, C) with every batch-norm and dropout layer in ``mode``.
+
+        ``mode='train'`` normalizes with the batch's own statistics (and, as in
+        training, updates the running statistics; save them with
+        ``state_arrays()`` to undo that) and applies dropout.
+        """
+        return self._forward(X, mode)[0]
+
     def loss(self, X, y=None):
         """Scores (N, C) when y is None (test mode); else (loss, grads) in train mode."""
-        X = as_float_array(X, "X").astype(self.dtype, copy=False)
         mode = "test" if y is None else "train"
+        scores, caches, out_cache = self._forward(X, mode)
+        if y is None:
+            return scores
+        return self._backward(scores, y, caches, out_cache)
+
+    def _forward(self, X, mode):
+        X = as_float_array(X, "X").astype(self.dtype, copy=False)
+        if mode not in ("train", "test"):
+            raise ValueError(f"unknown mode {mode!r}; expected 'train' or 'test'")
         if self.use_dropout:
             self.dropout_param["mode"] = mode
             if "rng" in self.dropout_param:
@@ -144,7 +169,8 @@ class FullyConnectedNet:
         caches = []
         h = X
         for i in range(1, self.num_layers):
-            h, fc = affine_forward(h, self.params[f"W{i}"], self.params[f"b{i}"])
+            b = self.params.get(f"b{i}")
+            h, fc = affine_forward(h, self.params[f"W{i}"], b if b is not None else self._no_bias(i))
             nc = None
             if self.normalization == "batchnorm":
                 h, nc = batchnorm_forward(h, self.params[f"gamma{i}"], self.params[f"beta{i}"], self.bn_params[i - 1])
@@ -157,9 +183,10 @@ class FullyConnectedNet:
             caches.append((fc, nc, rc, dc))
         L = self.num_layers
         scores, out_cache = affine_forward(h, self.params[f"W{L}"], self.params[f"b{L}"])
-        if y is None:
-            return scores
+        return scores, caches, out_cache
 
+    def _backward(self, scores, y, caches, out_cache):
+        L = self.num_layers
         loss, dscores = softmax_loss(scores, y)
         grads = {}
         dh, grads[f"W{L}"], grads[f"b{L}"] = affine_backward(dscores, out_cache)
@@ -172,7 +199,9 @@ class FullyConnectedNet:
                 dh, grads[f"gamma{i}"], grads[f"beta{i}"] = batchnorm_backward_alt(dh, nc)
             elif self.normalization == "layernorm":
                 dh, grads[f"gamma{i}"], grads[f"beta{i}"] = layernorm_backward(dh, nc)
-            dh, grads[f"W{i}"], grads[f"b{i}"] = affine_backward(dh, fc)
+            dh, grads[f"W{i}"], db = affine_backward(dh, fc)
+            if f"b{i}" in self.params:
+                grads[f"b{i}"] = db
         for i in range(1, L + 1):
             W = self.params[f"W{i}"]
             loss += 0.5 * self.reg * float(np.sum(W.astype(np.float64) ** 2))
