@@ -18,7 +18,7 @@ from .basic import affine_backward, affine_forward, relu_backward, relu_forward
 from .batchnorm import (BatchNormConfig, batchnorm_backward_alt, batchnorm_forward, spatial_batchnorm_backward,
                         spatial_batchnorm_forward)
 from .conv import conv_backward_fast, conv_forward_fast
-from .fc_net import check_normalization, gaussian, init_rng
+from .fc_net import RunningStatsState, check_normalization, gaussian, init_rng
 from .losses import softmax_loss
 from .norms import layernorm_backward, layernorm_forward, spatial_groupnorm_backward, spatial_groupnorm_forward
 from .pool import max_pool_backward_fast, max_pool_forward_fast
@@ -26,7 +26,7 @@ from .pool import max_pool_backward_fast, max_pool_forward_fast
 __all__ = ["ThreeLayerConvNet"]
 
 
-class ThreeLayerConvNet:
+class ThreeLayerConvNet(RunningStatsState):
     """Inputs:
     - input_dim: Tuple (C, H, W) giving size of input data
     - num_filters: Number of filters to use in the convolutional layer
@@ -81,19 +81,6 @@ class ThreeLayerConvNet:
         self.conv_param = {"stride": 1, "pad": (filter_size - 1) // 2}
         self.pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2}
         self.input_dim = (C, H, W)
-
-    def state_arrays(self) -> dict[str, np.ndarray]:
-        """Copies of the running statistics: running_mean{i}, running_var{i}."""
-        return {f"{k}{i}": np.array(p[k], copy=True) for i, p in enumerate(self.bn_params, start=1)
-                for k in ("running_mean", "running_var") if k in p}
-
-    def load_state_arrays(self, state):
-        for i, p in enumerate(self.bn_params, start=1):
-            for k in ("running_mean", "running_var"):
-                if f"{k}{i}" in state:
-                    p[k] = np.array(state[f"{k}{i}"], copy=True)
-                else:
-                    p.pop(k, None)
 
     def _norm(self, i, h, spatial):
         g, b, p = self.params[f"gamma{i}"], self.params[f"beta{i}"], self.bn_params[i - 1]

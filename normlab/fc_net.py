@@ -42,7 +42,25 @@ def gaussian(rng, shape, scale, dtype):
     return (scale * draw).astype(dtype)
 
 
-class FullyConnectedNet:
+class RunningStatsState:
+    """Mixin for models whose ``bn_params`` dicts hold batch-norm running statistics."""
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Copies of the running statistics: running_mean{i}, running_var{i} (1-based layers)."""
+        return {f"{key}{i}": np.array(p[key], copy=True) for i, p in enumerate(self.bn_params, start=1)
+                for key in ("running_mean", "running_var") if key in p}
+
+    def load_state_arrays(self, state: dict[str, np.ndarray]) -> None:
+        """Replace the running statistics; layers absent from ``state`` lose theirs."""
+        for i, p in enumerate(self.bn_params, start=1):
+            for key in ("running_mean", "running_var"):
+                if f"{key}{i}" in state:
+                    p[key] = np.array(state[f"{key}{i}"], copy=True)
+                else:
+                    p.pop(key, None)
+
+
+class FullyConnectedNet(RunningStatsState):
     """Multi-layer fully connected net with softmax loss.
 
     Inputs:
@@ -117,24 +135,6 @@ class FullyConnectedNet:
 
     def _no_bias(self, i):
         return np.zeros(self.params[f"W{i}"].shape[1], dtype=self.dtype)
-
-    # --- non-learnable state, for snapshots and checkpoints ---------------------------
-    def state_arrays(self) -> dict[str, np.ndarray]:
-        """Copies of the running statistics: running_mean{i}, running_var{i}."""
-        state = {}
-        for i, p in enumerate(self.bn_params, start=1):
-            for key in ("running_mean", "running_var"):
-                if key in p:
-                    state[f"{key}{i}"] = np.array(p[key], copy=True)
-        return state
-
-    def load_state_arrays(self, state: dict[str, np.ndarray]) -> None:
-        for i, p in enumerate(self.bn_params, start=1):
-            for key in ("running_mean", "running_var"):
-                if f"{key}{i}" in state:
-                    p[key] = np.array(state[f"{key}{i}"], copy=True)
-                else:
-                    p.pop(key, None)
 
     # --- forward and backward ---------------------------------------------------------
     def scores(self, X, mode="test"):

@@ -40,6 +40,17 @@ def _check_array(x) -> np.ndarray:
     return x
 
 
+def _central_difference(f, x: np.ndarray, ix, h: float) -> float:
+    """(f(x + h e_ix) - f(x - h e_ix)) / 2h, restoring x[ix] exactly."""
+    old = x[ix].copy()
+    x[ix] = old + h
+    fxph = float(f(x))
+    x[ix] = old - h
+    fxmh = float(f(x))
+    x[ix] = old
+    return (fxph - fxmh) / (2 * h)
+
+
 def eval_numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray,
                             verbose: bool = True, h: float = 1e-5) -> np.ndarray:
     """Gradient of a scalar function ``f`` at ``x`` (same shape as x, float64)."""
@@ -48,13 +59,7 @@ def eval_numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray,
     it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
     while not it.finished:
         ix = it.multi_index
-        old = x[ix].copy()
-        x[ix] = old + h
-        fxph = float(f(x))
-        x[ix] = old - h
-        fxmh = float(f(x))
-        x[ix] = old
-        grad[ix] = (fxph - fxmh) / (2 * h)
+        grad[ix] = _central_difference(f, x, ix, h)
         if verbose:
             print(ix, grad[ix])
         it.iternext()
@@ -115,13 +120,7 @@ def grad_check_sparse(f: Callable[[np.ndarray], float], x: np.ndarray, analytic_
     errors = []
     for _ in range(num_checks):
         ix = tuple(int(rng.integers(m)) for m in x.shape)
-        old = x[ix].copy()
-        x[ix] = old + h
-        fxph = float(f(x))
-        x[ix] = old - h
-        fxmh = float(f(x))
-        x[ix] = old
-        numeric = (fxph - fxmh) / (2 * h)
+        numeric = _central_difference(f, x, ix, h)
         analytic = float(analytic_grad[ix])
         err = abs(numeric - analytic) / max(1e-12, abs(numeric) + abs(analytic))
         errors.append(err)
