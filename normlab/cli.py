@@ -1,16 +1,30 @@
 """The ``normlab`` command line.
 
+    normlab list
+    normlab run EXPERIMENT [--FIELD VALUE ...] [--quick] [--jobs N] [--out DIR]
+    normlab reproduce [--quick] [--jobs N] [--out DIR] [--only NAME,...] [--resume RUN_DIR]
+                      [--scheduler ADDRESS]
+    normlab report RUN_DIR
     normlab gradcheck [--seed N] [--layers-only] [--json PATH]
     normlab data info [NAME ...] [--dir DIR]
     normlab data fetch NAME [--dir DIR] [--mirror URL ...]
 
-Exit codes: 0 success, 1 a check failed or a user error (one line on stderr),
-2 bad usage (argparse).
+Exit codes: 0 success, 1 a check failed, a run failed or a user error (one
+line on stderr, no traceback), 2 bad usage (the usage and the reason).
+
+BLAS thread variables are pinned to 1 in :func:`main`, before anything here
+imports NumPy (module level imports only the standard library): matrix
+products round differently with different thread counts, and the same run
+must give the same bits whether it trains in this process or in a worker.
+See :func:`normlab.reproduce.pin_blas_threads`.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime as _dt
 import json
+import os
 import sys
 
 from . import __version__
@@ -55,11 +69,219 @@ def _cmd_data_fetch(args) -> int:
     return 0
 
 
+def _stamp() -> str:
+    return _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+class _Reporter:
+    """Turns reproduce()'s progress events into a bar (TTY) or plain lines on stderr."""
+
+    def __init__(self, stream=None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.bar = None
+
+    def __call__(self, event, **info):
+        from .progress import Progress, format_seconds
+        if event == "sweep":
+            done = info["total"] - info["todo"]
+            where = (f"on the Dask scheduler at {info['scheduler']}" if info.get("scheduler") else
+                     f"{info['jobs']} worker process{'es' if info['jobs'] != 1 else ''}")
+            self._line(f"normlab: {info['total']} training runs"
+                       + (f" ({done} already in the store)" if done else "")
+                       + (f"{' ' if info.get('scheduler') else ', '}{where}" if info["todo"] else ", nothing to train"))
+            if info["todo"]:
+                self.bar = Progress(info["total"], "training", stream=self.stream)
+                self.bar.done = done
+        elif event == "run":
+            if self.bar is None or self.bar.total != info["total"]:
+                self._close()
+                self.bar = Progress(info["total"], "training", stream=self.stream)
+            spec, res = info["spec"], info["result"]
+            status = getattr(res, "status", "")
+            secs = getattr(res, "seconds", None)
+            self.bar.update(info["done"], f"{spec.experiment} {spec.name} {status}"
+                            + (f" {format_seconds(secs)}" if secs is not None else ""))
+        elif event == "analyze":
+            self._close()
+            self._line(f"normlab: analyzing {info['name']} ({info['index']}/{info['total']})")
+        elif event == "report":
+            self._close()
+
+    def _line(self, text):
+        self._close()
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def _close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _finish_outcome(outcome) -> int:
+    from .progress import format_seconds
+    md, page = outcome.report
+    print(f"report: {page}\n        {md}")
+    print(f"{outcome.total_runs} training runs, {outcome.executed} trained now, "
+          f"{format_seconds(outcome.seconds)}; metrics in {outcome.out_dir / 'metrics.json'}")
+    for s in outcome.sections:
+        first = (s.answer or "").split(". ")[0].rstrip(".")
+        print(f"  {s.name}: {first[:200]}{'...' if len(first) > 200 else '.'}")
+    for p in outcome.problems:
+        print(f"normlab: problem: {p}", file=sys.stderr)
+    if outcome.problems:
+        print(f"normlab: error: {len(outcome.problems)} problem(s); the report lists them", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_list(args) -> int:
+    from .reproduce import recipes
+    table = recipes()
+    width = max((len(n) for n in table), default=0)
+    print(f"{'experiment':<{width}}  {'runs':>4}  {'quick':>5}  title")
+    for name, mod in table.items():
+        cfg = mod.Config()
+        full, quick = len(mod.runs(cfg)), len(mod.runs(mod.quick(cfg)))
+        print(f"{name:<{width}}  {full:>4}  {quick:>5}  {mod.TITLE}")
+    print("\\n`normlab run EXPERIMENT --help` lists an experiment's options; "
+          "`normlab reproduce` runs them all and writes the report.")
+    return 0
+
+
+def _experiment_parser(name, mod) -> argparse.ArgumentParser:
+    """``normlab run NAME``'s options: one per Config field, typed like the field."""
+    from .report import format_value
+    from .reproduce import metavar
+    p = argparse.ArgumentParser(prog=f"normlab run {name}", allow_abbrev=False,
+                                description=f"{mod.TITLE}. {mod.QUESTION}",
+                                epilog="Sequences are given comma-separated (--hidden-dims 100,100); "
+                                       "also: --quick, --jobs N, --out DIR, --scheduler ADDRESS.")
+    for f in dataclasses.fields(mod.Config):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        flag = "--" + f.name.replace("_", "-")
+        flags = [flag] + (["--" + f.name] if "_" in f.name else [])
+        p.add_argument(*flags, dest=f.name, default=argparse.SUPPRESS, metavar=metavar(mod.Config, f.name),
+                       help=f"default: {format_value(default)}")
+    return p
+
+
+def _run_overrides(parser, run_parser, args, extras) -> dict:
+    from .reproduce import coerce_overrides, recipes
+    table = recipes()
+    if args.experiment is None:
+        if args.help:
+            run_parser.print_help()
+            parser.exit(0)
+        run_parser.error("the following arguments are required: EXPERIMENT")
+    if args.experiment not in table:
+        run_parser.error(f"unknown experiment {args.experiment!r}; choose from: {', '.join(table)}")
+    mod = table[args.experiment]
+    ep = _experiment_parser(args.experiment, mod)
+    if args.help:
+        ep.print_help()
+        parser.exit(0)
+    ns, unknown = ep.parse_known_args(extras)
+    if unknown:
+        names = ", ".join("--" + f.name.replace("_", "-") for f in dataclasses.fields(mod.Config))
+        ep.error(f"unrecognized arguments: {' '.join(unknown)}; valid options of {args.experiment}: {names}")
+    try:
+        values = coerce_overrides(mod.Config, vars(ns))
+        cfg = mod.quick(mod.Config()) if args.quick else mod.Config()
+        dataclasses.replace(cfg, **values)          # the Config validates the combination
+    except (ValueError, TypeError) as exc:
+        ep.error(str(exc))
+    return values
+
+
+def _cmd_run(args) -> int:
+    from .reproduce import reproduce
+    out = args.out or os.path.join("runs", f"{args.experiment}-{_stamp()}")
+    reporter = _Reporter()
+    try:
+        outcome = reproduce(out, names=[args.experiment], quick=args.quick, jobs=args.jobs,
+                            scheduler=args.scheduler, overrides={args.experiment: args.overrides},
+                            progress=reporter)
+    finally:
+        reporter._close()
+    return _finish_outcome(outcome)
+
+
+def _cmd_reproduce(args) -> int:
+    from .reproduce import reproduce
+    reporter = _Reporter()
+    try:
+        if args.resume:
+            outcome = reproduce(args.resume, resume=True, jobs=args.jobs, scheduler=args.scheduler,
+                                progress=reporter)
+        else:
+            out = args.out or os.path.join("runs", _stamp())
+            outcome = reproduce(out, names=args.only, quick=args.quick, jobs=args.jobs,
+                                scheduler=args.scheduler, progress=reporter)
+    except KeyboardInterrupt:
+        reporter._close()
+        where = args.resume or args.out
+        print("normlab: interrupted; finished runs are kept"
+              + (f": `normlab reproduce --resume {where}` continues" if where else ""), file=sys.stderr)
+        return 130
+    finally:
+        reporter._close()
+    return _finish_outcome(outcome)
+
+
+def _cmd_report(args) -> int:
+    from .reproduce import rebuild
+    return _finish_outcome(rebuild(args.run_dir, progress=_Reporter()))
+
+
+def _positive_int(text):
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="normlab", description="A laboratory for normalization layers.")
     parser.add_argument("--version", action="version", version=f"normlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    ls = sub.add_parser("list", help="list the course experiments (name, training runs, title)",
+                        description="List the course experiments in course order.")
+    ls.set_defaults(func=_cmd_list)
+    r = sub.add_parser("run", help="run one experiment (options override its configuration) and "
+                                   "write its report", add_help=False, allow_abbrev=False,
+                       usage="normlab run EXPERIMENT [--FIELD VALUE ...] [--quick] [--jobs N] "
+                             "[--out DIR] [--scheduler ADDRESS]",
+                       description="Run one experiment into a new run directory. Every field of the "
+                                   "experiment's configuration is an option: `normlab run EXPERIMENT "
+                                   "--help` lists them with the course defaults.")
+    r.add_argument("-h", "--help", action="store_true", help="show this help (or the experiment's options)")
+    r.add_argument("experiment", nargs="?", metavar="EXPERIMENT", help="an experiment from `normlab list`")
+    _sweep_options(r, default_out="runs/EXPERIMENT-TIMESTAMP")
+    r.set_defaults(func=_cmd_run)
+    rp = sub.add_parser("reproduce", help="run every course experiment and write one report",
+                        allow_abbrev=False,
+                        description="Run every course experiment as one parallel sweep and write the "
+                                    "run directory: config.json, runs.sqlite, per-run histories, "
+                                    "figures, metrics.json, report.md and a self-contained report.html.")
+    rp.add_argument("--only", metavar="NAME,...", type=lambda t: [n for n in t.split(",") if n],
+                    help="run only these experiments (comma-separated names from `normlab list`)")
+    rp.add_argument("--resume", metavar="RUN_DIR",
+                    help="finish the sweep of an interrupted run directory (trains only missing runs)")
+    _sweep_options(rp, default_out="runs/TIMESTAMP")
+    rp.set_defaults(func=_cmd_reproduce)
+    rr = sub.add_parser("report", help="rebuild a run directory's figures and report from its store "
+                                       "(no training)",
+                        description="Re-analyze RUN_DIR from its config.json and runs.sqlite and rewrite "
+                                    "its figures, metrics.json, report.md and report.html.")
+    rr.add_argument("run_dir", metavar="RUN_DIR")
+    rr.set_defaults(func=_cmd_report)
+    parser.commands = {"run": r, "reproduce": rp}
     g = sub.add_parser("gradcheck", help="print the gradient-check table of every layer and net",
                        description="Check every layer and net against float64 central differences and "
                                    "print the relative errors beside the bounds the course states.")
@@ -87,10 +309,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sweep_options(p, default_out):
+    p.add_argument("--quick", action="store_true", help="reduced sizes (seconds to minutes; what CI runs)")
+    p.add_argument("--jobs", type=_positive_int, metavar="N",
+                   help="worker processes (default: the CPUs available)")
+    p.add_argument("--out", metavar="DIR", help=f"the new run directory (default: {default_out})")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the training runs on a Dask scheduler (e.g. tcp://host:8786)")
+
+
+def _parse(argv):
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if args.command == "run":
+        run_parser = parser.commands["run"]
+        args.overrides = _run_overrides(parser, run_parser, args, extras)
+    elif extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    if args.command == "reproduce":
+        rp = parser.commands["reproduce"]
+        if args.resume and (args.only or args.quick or args.out):
+            rp.error("--resume RUN_DIR continues that directory with its own configuration; "
+                     "leave out --only, --quick and --out")
+        if args.only:
+            from .reproduce import recipes
+            unknown = [n for n in args.only if n not in recipes()]
+            if unknown:
+                rp.error(f"unknown experiment(s) {', '.join(unknown)}; choose from: {', '.join(recipes())}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from .reproduce import pin_blas_threads
+    pin_blas_threads()      # before NumPy is first imported (see the module docstring)
+    args = _parse(argv)
     try:
         return args.func(args)
+    except RuntimeError as exc:
+        if not getattr(args, "scheduler", None):
+            raise
+        print(f"normlab: error: {exc}", file=sys.stderr)   # Dask missing or unreachable
+        return 1
     except (ValueError, OSError) as exc:   # user errors: one line, no traceback
         print(f"normlab: error: {exc}", file=sys.stderr)
         return 1

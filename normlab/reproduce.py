@@ -1,0 +1,510 @@
+"""``normlab reproduce``: every course experiment, one sweep, one run directory, one report.
+
+Layout of a run directory ``OUT``::
+
+    OUT/config.json                      resolved Config of every recipe, code version, dataset, jobs
+    OUT/runs.sqlite                      the run store: every training run's spec and result
+    OUT/runs/<experiment>/<name>.json    each run's spec, histories and metrics (one file per run)
+    OUT/<experiment>/*.png, *.svg        figures drawn by the recipe's analyze()
+    OUT/metrics.json                     every recipe's key numbers
+    OUT/report.md, OUT/report.html       the report (HTML self-contained)
+
+Order of work: resolve every recipe's configuration (nothing touched yet),
+check the dataset is present and the output directory writable (an error
+here leaves existing files as they were), write ``config.json``, run the
+training runs of *all* recipes as one sweep (so every worker stays busy
+across recipe boundaries; the sweep starts the longest runs first), then analyze each recipe and
+write the report. Every file is written atomically. A killed sweep resumes
+with ``resume=True``: finished runs are read back from the store, only the
+rest are trained.
+
+Bit-identical results need identical BLAS thread counts (the blocking of a
+matrix product changes its rounding), so training runs with one BLAS thread
+per process: :func:`pin_blas_threads` sets the variables, and ``normlab.cli``
+calls it before NumPy is first imported; the sweep's workers pin theirs too.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["reproduce", "rebuild", "plan", "Plan", "Outcome", "RunDirError", "pin_blas_threads",
+           "BLAS_THREAD_VARS", "default_jobs", "config_to_dict", "config_from_dict", "coerce_overrides",
+           "recipes", "recipe"]
+
+BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+CONFIG_FILE = "config.json"
+STORE_FILE = "runs.sqlite"
+METRICS_FILE = "metrics.json"
+CONFIG_FORMAT = "normlab-run-dir"
+
+
+def pin_blas_threads() -> bool:
+    """Set every BLAS/OpenMP thread variable to 1; True when it can still take
+    effect in this process (NumPy not imported yet). Child processes inherit it."""
+    for var in BLAS_THREAD_VARS:
+        os.environ[var] = "1"
+    return "numpy" not in sys.modules
+
+
+def default_jobs() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class RunDirError(ValueError):
+    """The output directory cannot be used (not writable, not empty, not a run directory)."""
+
+
+# ---------------------------------------------------------------- recipes and configs
+
+def recipes() -> dict:
+    """``{name: module}`` of every recipe, in course order."""
+    from .experiments.registry import RECIPES
+    return RECIPES
+
+
+def recipe(name: str):
+    """The recipe module ``name``; ValueError listing the valid names otherwise."""
+    table = recipes()
+    if name not in table:
+        raise ValueError(f"unknown experiment {name!r}; expected one of: {', '.join(table)}")
+    return table[name]
+
+
+def _hints(cls) -> dict:
+    mod = sys.modules.get(cls.__module__)
+    try:
+        return typing.get_type_hints(cls, vars(mod) if mod else None)
+    except Exception:  # noqa: BLE001 - an unresolvable annotation: fall back to the defaults' types
+        return {}
+
+
+def _tupleize(value, annotation) -> object:
+    """JSON lists back to the tuples a frozen Config holds (recursively)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None:
+            return None
+        for a in args:
+            if a is not type(None):
+                return _tupleize(value, a)
+    if isinstance(value, list):
+        if origin is tuple or annotation is tuple:
+            inner = args[0] if args and (len(args) == 2 and args[1] is Ellipsis or len(args) == 1) else None
+            return tuple(_tupleize(v, inner) for v in value)
+        if origin is list:
+            return value
+        return tuple(_tupleize(v, None) for v in value)
+    return value
+
+
+def config_to_dict(cfg) -> dict:
+    """A Config as JSON-able data (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def config_from_dict(cls, d: dict):
+    """Rebuild a Config from :func:`config_to_dict` output (validated by the Config itself)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"{cls.__module__}.{cls.__name__} has no field(s) {', '.join(unknown)}")
+    hints = _hints(cls)
+    return cls(**{k: _tupleize(v, hints.get(k)) for k, v in d.items()})
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _coerce(text, annotation, default):
+    """One command-line string to the field's type (``int``, ``float``, ``bool``, ``str``,
+    ``X | None``, ``tuple[X, ...]`` as comma-separated values)."""
+    if not isinstance(text, str):
+        return text
+    if annotation is None:
+        annotation = type(default) if default is not None else str
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if text.strip().lower() in ("none", "null"):
+            return None
+        inner = [a for a in args if a is not type(None)]
+        last = None
+        for a in inner:
+            try:
+                return _coerce(text, a, None)
+            except ValueError as exc:
+                last = exc
+        raise last or ValueError(f"cannot read {text!r}")
+    if origin is tuple or annotation is tuple or origin is list:
+        inner = args[0] if args else None
+        items = [t for t in re.split(r"[,\s]+", text.strip().strip("()[]")) if t]
+        vals = [_coerce(t, inner, None) for t in items]
+        return vals if origin is list else tuple(vals)
+    if annotation is bool:
+        low = text.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ValueError(f"expected true/false, got {text!r}")
+    if annotation is int:
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            f = float(text)          # accept 1e3
+        except ValueError:
+            f = None
+        if f is not None and f.is_integer():
+            return int(f)
+        raise ValueError(f"expected an integer, got {text!r}")
+    if annotation is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"expected a number, got {text!r}") from None
+    if annotation is str or annotation is typing.Any:
+        return text
+    raise ValueError(f"cannot set a field of type {annotation} from the command line")
+
+
+def metavar(cls, name: str) -> str:
+    """How a Config field is written on the command line: N, X, TEXT, BOOL, A,B,..."""
+    ann = _hints(cls).get(name)
+    args = [a for a in typing.get_args(ann) if a is not type(None)]
+    if typing.get_origin(ann) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
+        ann = args[0]
+    if typing.get_origin(ann) in (tuple, list) or ann in (tuple, list):
+        return "A,B,..."
+    return {int: "N", float: "X", bool: "BOOL", str: "TEXT"}.get(ann, "VALUE")
+
+
+def coerce_overrides(cls, overrides: dict) -> dict:
+    """``{"num_epochs": "3"}`` -> ``{"num_epochs": 3}`` using the Config's field types.
+    Keys may use dashes. ValueError names unknown keys (and the valid ones) or a bad value."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = _hints(cls)
+    out = {}
+    for key, text in overrides.items():
+        name = key.replace("-", "_")
+        if name not in fields:
+            raise ValueError(f"unknown option {key!r}; valid: {', '.join(fields)}")
+        f = fields[name]
+        default = f.default if f.default is not dataclasses.MISSING else None
+        try:
+            out[name] = _coerce(text, hints.get(name), default)
+        except ValueError as exc:
+            raise ValueError(f"--{name.replace('_', '-')}: {exc}") from None
+    return out
+
+
+@dataclass
+class Plan:
+    """One recipe resolved: its module, its Config, the training runs it needs."""
+    name: str
+    module: object
+    config: object
+    specs: list
+
+
+def plan(names=None, quick=False, overrides=None) -> list:
+    """Resolve recipes ``names`` (default: all, in course order): course defaults,
+    reduced by ``quick``, then ``overrides[name]`` (field -> value or string)."""
+    table = recipes()
+    names = list(table) if not names else list(dict.fromkeys(names))
+    for n in names:
+        recipe(n)
+    overrides = overrides or {}
+    for n in overrides:
+        if n not in names:
+            raise ValueError(f"overrides for {n!r}, which is not among the experiments run ({', '.join(names)})")
+    plans = []
+    for n in names:
+        mod = table[n]
+        cfg = mod.Config()
+        if quick:
+            cfg = mod.quick(cfg)
+        if overrides.get(n):
+            cfg = dataclasses.replace(cfg, **coerce_overrides(mod.Config, overrides[n]))
+        plans.append(Plan(n, mod, cfg, list(mod.runs(cfg))))
+    return plans
+
+
+def _plans_from_config(run_dir: Path, stored: dict) -> list:
+    table = recipes()
+    plans = []
+    for n, entry in stored["experiments"].items():
+        if n not in table:
+            raise RunDirError(f"{run_dir / CONFIG_FILE} names experiment {n!r}, which this normlab "
+                              f"does not have (known: {', '.join(table)})")
+        mod = table[n]
+        cfg = config_from_dict(mod.Config, entry["config"])
+        plans.append(Plan(n, mod, cfg, list(mod.runs(cfg))))
+    return plans
+
+
+# ---------------------------------------------------------------- the run directory
+
+def _writable(out: Path) -> None:
+    """Create ``out`` if needed and prove a file can be created in it; RunDirError otherwise.
+    Nothing that already exists is modified."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".normlab-write-test.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise RunDirError(f"cannot write to {out}: {reason}"
+                          f"{f' ({exc.filename})' if exc.filename and str(exc.filename) != str(out) else ''}; "
+                          f"choose another --out") from None
+
+
+def _load_config(run_dir: Path) -> dict:
+    path = run_dir / CONFIG_FILE
+    try:
+        stored = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunDirError(f"{run_dir} is not a normlab run directory (no {CONFIG_FILE})") from None
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"cannot read {path}: {exc}") from None
+    if not isinstance(stored, dict) or stored.get("format") != CONFIG_FORMAT:
+        raise RunDirError(f"{path} is not a normlab run configuration")
+    return stored
+
+
+def _write_json(path: Path, obj) -> None:
+    from .store import write_json_atomic       # strict JSON (NaN -> null), temp file + rename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, obj)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=+,@-]")
+
+
+def history_path(out: Path, spec) -> Path:
+    """``OUT/runs/<experiment>/<name>.json``; each '/'-separated part of the name a folder,
+    anything outside ``[A-Za-z0-9._=+,@-]`` replaced by '_' (no part may be '..')."""
+    parts = [_UNSAFE.sub("_", p) or "_" for p in spec.name.split("/")]
+    parts = ["_" + p if p in (".", "..") else p for p in parts]
+    return out.joinpath("runs", _UNSAFE.sub("_", spec.experiment), *parts[:-1], parts[-1] + ".json")
+
+
+def _check_datasets(plans: list) -> list:
+    from .data.locate import locate
+    names = sorted({s.dataset for p in plans for s in p.specs})
+    for n in names:
+        locate(n)          # DatasetNotFoundError: one line, with the command that fixes it
+    return names
+
+
+# ---------------------------------------------------------------- running
+
+@dataclass
+class Outcome:
+    """What :func:`reproduce` / :func:`rebuild` did."""
+    out_dir: Path
+    sections: list
+    metrics: dict
+    total_runs: int
+    executed: int
+    failed: list = field(default_factory=list)      # (experiment, name, status, reason)
+    problems: list = field(default_factory=list)    # one line each, also in the report
+    report: tuple = ()
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _open_store(out: Path):
+    from .store import RunStore
+    return RunStore(out / STORE_FILE)
+
+
+def reproduce(out_dir, names=None, quick=False, jobs=None, resume=False, scheduler=None,
+              overrides=None, progress=None) -> Outcome:
+    """Run the recipes ``names`` (default: all) into the run directory ``out_dir``.
+
+    ``jobs``: worker processes (default: the CPUs available); ``scheduler``: a
+    Dask scheduler address instead of local workers; ``overrides``:
+    ``{experiment: {field: value}}``; ``progress``: a callable
+    ``(event, **info)`` (see :func:`_progress_adapter`) or None.
+    With ``resume=True`` the directory must hold an earlier run's
+    ``config.json``; its configurations are reused (``names``, ``quick`` and
+    ``overrides`` must then be left out) and only unfinished runs are trained.
+
+    Raises RunDirError (a non-empty ``out_dir`` without ``resume``, an
+    unwritable one), ValueError (unknown experiment or option) and
+    DatasetNotFoundError before anything is written or trained.
+    """
+    t0 = time.perf_counter()
+    out = Path(os.path.expanduser(os.fspath(out_dir)))
+    jobs = default_jobs() if jobs is None else int(jobs)
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    say = progress or (lambda event, **info: None)
+    if resume:
+        if names or quick or overrides:
+            raise ValueError("--resume reuses the run directory's own configuration; "
+                             "leave out experiment names, --quick and options")
+        stored = _load_config(out)
+        plans = _plans_from_config(out, stored)
+        quick = bool(stored.get("quick"))
+    else:
+        plans = plan(names, quick, overrides)
+        if out.is_dir() and any(out.iterdir()):
+            raise RunDirError(f"{out} already exists and is not empty; pass --resume {out} to finish "
+                              f"that run, or choose a new --out")
+        stored = None
+    datasets = _check_datasets(plans)
+    _writable(out)
+
+    config = {
+        "format": CONFIG_FORMAT, "format_version": 1,
+        "code_version": _code_version(), "created": (stored or {}).get("created") or _now(),
+        "datasets": datasets, "quick": bool(quick), "jobs": jobs, "scheduler": scheduler,
+        "experiments": {p.name: {"title": p.module.TITLE, "config": config_to_dict(p.config),
+                                 "runs": len(p.specs)} for p in plans},
+    }
+    if stored is not None:
+        config["invocations"] = stored.get("invocations", []) + [{"resumed": _now(), "jobs": jobs}]
+    _write_json(out / CONFIG_FILE, config)
+
+    specs = {}
+    for p in plans:
+        for s in p.specs:
+            specs.setdefault(s.spec_hash, s)
+    with _open_store(out) as store:
+        done_before = set(store.done_hashes()) & set(specs)
+        todo = len(specs) - len(done_before)
+        say("sweep", total=len(specs), todo=todo, jobs=jobs, scheduler=scheduler)
+        if todo:
+            from .sweep import run_sweep
+            run_sweep(list(specs.values()), store, jobs=jobs, scheduler=scheduler,
+                      progress=lambda d, t, spec, res: say("run", done=d, total=t, spec=spec, result=res))
+        results = _results_from_store(store, specs)
+    outcome = _finish(out, plans, results, config, progress=say,
+                      extra_meta={"executed": todo, "wall_time": _seconds(time.perf_counter() - t0)})
+    outcome.executed = todo
+    outcome.seconds = time.perf_counter() - t0
+    return outcome
+
+
+def rebuild(run_dir, progress=None) -> Outcome:
+    """Re-analyze a run directory from ``config.json`` and ``runs.sqlite``; no training.
+    Runs missing from the store (an interrupted sweep) are reported as problems."""
+    t0 = time.perf_counter()
+    out = Path(os.path.expanduser(os.fspath(run_dir)))
+    if not out.is_dir():
+        raise RunDirError(f"{out} is not a directory")
+    stored = _load_config(out)
+    if not (out / STORE_FILE).is_file():
+        raise RunDirError(f"{out} has no run store ({STORE_FILE})")
+    plans = _plans_from_config(out, stored)
+    _writable(out)
+    specs = {s.spec_hash: s for p in plans for s in p.specs}
+    with _open_store(out) as store:
+        results = _results_from_store(store, specs)
+    outcome = _finish(out, plans, results, stored, progress=progress or (lambda event, **info: None),
+                      extra_meta={"executed": "0 (report rebuilt from the run store)"})
+    outcome.seconds = time.perf_counter() - t0
+    return outcome
+
+
+def _results_from_store(store, specs: dict) -> dict:
+    out = {}
+    for h in specs:
+        r = store.get(h)
+        if isinstance(r, tuple):          # (spec, result)
+            r = r[1]
+        if r is not None:
+            out[h] = r
+    return out
+
+
+def _code_version() -> str:
+    from .experiments.base import code_version
+    return code_version()
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def _seconds(s: float) -> str:
+    from .progress import format_seconds
+    return format_seconds(s) + " (training and analysis)"
+
+
+def _finish(out: Path, plans: list, results: dict, config: dict, progress, extra_meta=None) -> Outcome:
+    """Per-run histories, each recipe's analysis, metrics.json and the report."""
+    from .experiments.base import Section
+    from .report import write_report
+
+    problems, failed = [], []
+    total = sum(len(p.specs) for p in plans)
+    for p in plans:
+        for s in p.specs:
+            r = results.get(s.spec_hash)
+            if r is None:
+                continue
+            _write_json(history_path(out, s), {"spec": s.to_dict(), "result": r.to_dict()})
+            if r.status == "failed":
+                failed.append((p.name, s.name, r.status, (r.error or "").strip().splitlines()[0:1]))
+    missing = total - sum(1 for p in plans for s in p.specs if s.spec_hash in results)
+    if missing:
+        problems.append(f"{missing} of {total} training runs have no result; "
+                        f"`normlab reproduce --resume {out}` trains them")
+    for exp, name, _, reason in failed:
+        problems.append(f"run {exp}/{name} failed: {reason[0] if reason else 'no reason recorded'}")
+
+    sections = []
+    for i, p in enumerate(plans, 1):
+        progress("analyze", index=i, total=len(plans), name=p.name)
+        by_name = {s.name: results[s.spec_hash] for s in p.specs if s.spec_hash in results}
+        fig_dir = out / p.name
+        fig_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            section = p.module.analyze(p.config, by_name, fig_dir)
+        except Exception as exc:  # noqa: BLE001 - one recipe's analysis must not lose the others'
+            reason = str(exc).splitlines()[0] if str(exc) else ""
+            problems.append(f"analysis of {p.name} failed: {type(exc).__name__}: {reason}")
+            section = Section(name=p.name, title=p.module.TITLE, question=p.module.QUESTION,
+                              answer=f"Not available: the analysis failed ({type(exc).__name__}: {reason}).",
+                              config=config_to_dict(p.config), metrics={})
+        if not section.config:
+            section.config = config_to_dict(p.config)
+        sections.append(section)
+
+    metrics = {"code_version": config.get("code_version"), "datasets": config.get("datasets"),
+               "quick": config.get("quick"), "runs": total, "missing_runs": missing,
+               "failed_runs": [f"{e}/{n}" for e, n, _, _ in failed],
+               "experiments": {s.name: s.metrics for s in sections}}
+    _write_json(out / METRICS_FILE, metrics)
+    meta = {"code_version": config.get("code_version"), "dataset": ", ".join(config.get("datasets") or []) or "\u2014",
+            "created": config.get("created"), "jobs": config.get("jobs"), "quick": bool(config.get("quick")),
+            "runs": total, "problems": problems, **(extra_meta or {})}
+    if config.get("quick"):
+        meta["title"] = "normlab: the course experiments, reproduced (quick, reduced sizes)"
+    report = write_report(out, sections, meta)
+    progress("report", path=report[1])
+    return Outcome(out_dir=out, sections=sections, metrics=metrics, total_runs=total, executed=0,
+                   failed=failed, problems=problems, report=report)
