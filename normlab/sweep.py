@@ -238,8 +238,21 @@ def _run_serial(todo, store, record) -> None:
 
 
 # -- local worker processes -------------------------------------------------------------------------
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this worker when the sweep's process dies, so a killed
+    sweep leaves no orphan finishing a run nobody will store."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return   # elsewhere an orphan exits at its next message to the dead parent
+    if os.getppid() == 1:   # the parent died before prctl
+        os._exit(1)
+
+
 def _worker_main(conn) -> None:
     """A worker: receive spec dicts, answer ("started", hash) then ("result", dict); None stops it."""
+    _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
     kill_name = os.environ.get(KILL_HOOK_ENV)
     with blas_threads(1):   # the environment already says 1; this covers a BLAS that ignores it
@@ -334,14 +347,13 @@ def _run_local(todo, store, record, jobs: int, timeout: float | None) -> None:
 
     def feed(w: _Worker) -> None:
         if queue:
-            spec = queue.popleft()
-            store.mark_started(spec)
-            w.assign(spec)
+            w.assign(queue.popleft())
 
     def replace(i: int) -> None:
         workers[i].stop(grace=0)
-        workers[i] = _Worker(ctx, i)
-        feed(workers[i])
+        if queue:   # no new worker just to stop it again
+            workers[i] = _Worker(ctx, i)
+            feed(workers[i])
 
     try:
         for i in range(jobs):
@@ -363,8 +375,9 @@ def _run_local(todo, store, record, jobs: int, timeout: float | None) -> None:
                     try:
                         while w.conn.poll():
                             msg = w.conn.recv()
-                            if msg[0] == "started":
+                            if msg[0] == "started":   # 'running' in the store once a worker has it
                                 w.started, any_started, msg = True, True, None
+                                store.mark_started(spec)
                             else:
                                 break
                     except (EOFError, OSError):
