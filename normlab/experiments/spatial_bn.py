@@ -1,0 +1,98 @@
+"""spatial-bn: a small conv net without normalization, with spatial batch norm
+and with group norm (ConvolutionalNetworks.ipynb, "Spatial batch
+normalization" and "Group normalization").
+
+Runs: ``{none,batchnorm,groupnorm}/seed=S`` (ThreeLayerConvNet; with
+'groupnorm' the hidden affine layer gets layer norm). Figure: training loss,
+train and validation accuracy, mean over seeds with a min-max band.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import figures
+from .base import RunSpec, Section
+from .summarize import (best_val, check_common, compare, config_dict, final_loss, group, positive, problems_sentence,
+                        spread, status_text)
+
+NAME = "spatial-bn"
+TITLE = "Spatial batch normalization and group normalization in a conv net"
+QUESTION = ("Does spatial batch normalization (or group normalization) help a small convolutional "
+            "network train faster and generalize better?")
+NETS = (("baseline", None), ("batchnorm", "batchnorm"), ("groupnorm", "groupnorm"))
+LONG = {"baseline": "no normalization", "batchnorm": "spatial batch norm", "groupnorm": "group norm"}
+
+
+@dataclass(frozen=True)
+class Config:
+    # The course's ThreeLayerConvNet (32 filters of 7x7, hidden 100, CIFAR-10)
+    # made small enough for the budget: 16 filters of 3x3 on 28x28 images.
+    num_filters: int = 16
+    filter_size: int = 3
+    hidden_dim: int = 100                        # course: 100
+    num_groups: int = 4                          # group norm: 4 groups of 4 channels
+    weight_scale: float = 1e-3                   # course: 1e-3
+    learning_rate: float = 1e-3                  # course: Adam, 1e-3
+    update_rule: str = "adam"
+    batch_size: int = 50                         # course: 50
+    num_train: int = 2000                        # a few thousand images ...
+    num_epochs: int = 3                          # ... and a few epochs: ~4.5 s a run (1 BLAS thread)
+    dataset: str = "fashion-mnist"               # or "mnist" / "cifar10" when present
+    seeds: tuple[int, ...] = (0, 1, 2)           # 9 runs, ~40 s in all
+
+    def __post_init__(self):
+        check_common(self)
+        positive(self, "num_filters", "filter_size", "hidden_dim", "num_groups", "batch_size", "num_train",
+                 "num_epochs", integer=True)
+        positive(self, "weight_scale", "learning_rate")
+        if self.filter_size % 2 != 1:
+            raise ValueError(f"filter_size must be odd (the conv keeps the spatial size), got {self.filter_size}")
+        if self.num_filters % self.num_groups:
+            raise ValueError(f"num_filters={self.num_filters} is not divisible by num_groups={self.num_groups}")
+        if self.batch_size > self.num_train:
+            raise ValueError(f"batch_size={self.batch_size} exceeds num_train={self.num_train}")
+
+
+def quick(cfg: Config) -> Config:
+    return dataclasses.replace(cfg, num_filters=4, num_groups=2, hidden_dim=16, num_train=100, num_epochs=2,
+                               batch_size=25, seeds=cfg.seeds[:1])
+
+
+def runs(cfg: Config) -> list[RunSpec]:
+    return [RunSpec(experiment=NAME, name=f"{label}/seed={s}", model="cnn",
+                    model_kwargs={"num_filters": cfg.num_filters, "filter_size": cfg.filter_size,
+                                  "hidden_dim": cfg.hidden_dim, "weight_scale": cfg.weight_scale,
+                                  "normalization": norm, "num_groups": cfg.num_groups},
+                    solver_kwargs={"update_rule": cfg.update_rule, "optim_config": {"learning_rate": cfg.learning_rate},
+                                   "num_epochs": cfg.num_epochs, "batch_size": cfg.batch_size},
+                    dataset=cfg.dataset, num_train=cfg.num_train, seed=s)
+            for label, norm in NETS for s in cfg.seeds]
+
+
+def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
+    out_dir = Path(out_dir)
+    groups = {label: group(results, label) for label, _ in NETS}
+    fig = figures.histories(groups, f"Conv net {cfg.num_filters}x{cfg.filter_size}x{cfg.filter_size}, "
+                                    f"hidden {cfg.hidden_dim} ({cfg.dataset})",
+                            out_dir / "spatial-bn", chance=0.1)
+    s = {label: {"best_val_acc": spread([best_val(r) for r in rs]),
+                 "val_acc_epoch1": spread([r.val_acc_history[1] if len(r.val_acc_history) > 1 else None for r in rs]),
+                 "final_loss": spread([final_loss(r) for r in rs])}
+         for label, rs in groups.items()}
+    parts = []
+    for label in ("batchnorm", "groupnorm"):
+        parts.append(compare(s[label]["best_val_acc"], s["baseline"]["best_val_acc"], LONG[label],
+                             LONG["baseline"], "best validation accuracy"))
+        parts.append(compare(s[label]["val_acc_epoch1"], s["baseline"]["val_acc_epoch1"], LONG[label],
+                             LONG["baseline"], "validation accuracy after one epoch"))
+    parts.append(compare(s["batchnorm"]["final_loss"], s["groupnorm"]["final_loss"], LONG["batchnorm"],
+                         LONG["groupnorm"], f"training loss in epoch {cfg.num_epochs}", higher_is_better=False))
+    answer = " ".join(parts) + problems_sentence(results, len(runs(cfg)))
+    table = [{"net": LONG[label], **{k: v.mean for k, v in s[label].items()},
+              "best_val_acc_range": None if s[label]["best_val_acc"].mean is None
+              else [s[label]["best_val_acc"].lo, s[label]["best_val_acc"].hi],
+              "runs": status_text(groups[label], len(cfg.seeds))} for label, _ in NETS]
+    metrics = {label: {k: v.as_dict() for k, v in s[label].items()} for label, _ in NETS}
+    return Section(NAME, TITLE, QUESTION, answer, config_dict(cfg), metrics, table, [fig[0]])
