@@ -238,7 +238,7 @@ def _run_serial(todo, store, record) -> None:
 
 
 # -- local worker processes -------------------------------------------------------------------------
-def _die_with_parent() -> None:
+def _die_with_parent(parent_pid: int) -> None:
     """Linux: SIGKILL this worker when the sweep's process dies, so a killed
     sweep leaves no orphan finishing a run nobody will store."""
     try:
@@ -246,13 +246,13 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return   # elsewhere an orphan exits at its next message to the dead parent
-    if os.getppid() == 1:   # the parent died before prctl
+    if os.getppid() != parent_pid:   # the parent died before prctl
         os._exit(1)
 
 
-def _worker_main(conn) -> None:
+def _worker_main(conn, parent_pid: int) -> None:
     """A worker: receive spec dicts, answer ("started", hash) then ("result", dict); None stops it."""
-    _die_with_parent()
+    _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
     kill_name = os.environ.get(KILL_HOOK_ENV)
     with blas_threads(1):   # the environment already says 1; this covers a BLAS that ignores it
@@ -282,7 +282,7 @@ def _worker_main(conn) -> None:
 class _Worker:
     def __init__(self, ctx, index: int):
         self.conn, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_worker_main, args=(child,), name=f"normlab-worker-{index}", daemon=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, os.getpid()), name=f"normlab-worker-{index}", daemon=True)
         with _worker_environ():
             self.proc.start()
         child.close()
