@@ -1,10 +1,12 @@
-.PHONY: setup run test bench
+.PHONY: setup run test bench bench-reproduce
 setup:
 	./scripts/setup
 
-# The main job: the gradient-check table of every layer and net.
+# The main job: every course experiment, one report (runs/latest/report.html).
+# The previous run directory is kept as runs/previous.
 run: setup
-	.venv/bin/normlab gradcheck
+	@if [ -d runs/latest ]; then rm -rf runs/previous && mv runs/latest runs/previous; fi
+	.venv/bin/normlab reproduce --out runs/latest
 
 # The full test suite; warnings about numerics are errors.
 test: setup
@@ -12,3 +14,7 @@ test: setup
 
 bench: setup
 	.venv/bin/python benchmarks/run.py
+
+# Wall time of `normlab reproduce` (full settings) with 1 and 2 worker processes.
+bench-reproduce: setup
+	.venv/bin/python benchmarks/reproduce.py

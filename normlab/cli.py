@@ -101,9 +101,10 @@ class _Reporter:
             secs = getattr(res, "seconds", None)
             self.bar.update(info["done"], f"{spec.experiment} {spec.name} {status}"
                             + (f" {format_seconds(secs)}" if secs is not None else ""))
-        elif event == "analyze":
+        elif event == "analyzed":
             self._close()
-            self._line(f"normlab: analyzing {info['name']} ({info['index']}/{info['total']})")
+            self._line(f"normlab: analyzed {info['name']} ({info['index']}/{info['total']}) "
+                       f"in {format_seconds(info['seconds'])}")
         elif event == "report":
             self._close()
 
@@ -144,7 +145,7 @@ def _cmd_list(args) -> int:
         cfg = mod.Config()
         full, quick = len(mod.runs(cfg)), len(mod.runs(mod.quick(cfg)))
         print(f"{name:<{width}}  {full:>4}  {quick:>5}  {mod.TITLE}")
-    print("\\n`normlab run EXPERIMENT --help` lists an experiment's options; "
+    print("\n`normlab run EXPERIMENT --help` lists an experiment's options; "
           "`normlab reproduce` runs them all and writes the report.")
     return 0
 

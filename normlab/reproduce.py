@@ -392,6 +392,22 @@ def reproduce(out_dir, names=None, quick=False, jobs=None, resume=False, schedul
     for p in plans:
         for s in p.specs:
             specs.setdefault(s.spec_hash, s)
+    analyses = _Analyses(out, plans, jobs)
+    try:
+        analyses.start_early()
+        results, todo = _sweep(out, specs, jobs, scheduler, say)
+        outcome = _finish(out, plans, results, config, progress=say, analyses=analyses,
+                          extra_meta={"executed": todo, "wall_time": _seconds(time.perf_counter() - t0)})
+    except BaseException:
+        analyses.close(abort=True)
+        raise
+    outcome.executed = todo
+    outcome.seconds = time.perf_counter() - t0
+    return outcome
+
+
+def _sweep(out: Path, specs: dict, jobs: int, scheduler, say):
+    """Train what the store lacks; return ({spec_hash: RunResult} from the store, runs trained now)."""
     with _open_store(out) as store:
         done_before = set(store.done_hashes()) & set(specs)
         todo = len(specs) - len(done_before)
@@ -400,15 +416,10 @@ def reproduce(out_dir, names=None, quick=False, jobs=None, resume=False, schedul
             from .sweep import run_sweep
             run_sweep(list(specs.values()), store, jobs=jobs, scheduler=scheduler,
                       progress=lambda d, t, spec, res: say("run", done=d, total=t, spec=spec, result=res))
-        results = _results_from_store(store, specs)
-    outcome = _finish(out, plans, results, config, progress=say,
-                      extra_meta={"executed": todo, "wall_time": _seconds(time.perf_counter() - t0)})
-    outcome.executed = todo
-    outcome.seconds = time.perf_counter() - t0
-    return outcome
+        return _results_from_store(store, specs), todo
 
 
-def rebuild(run_dir, progress=None) -> Outcome:
+def rebuild(run_dir, progress=None, jobs=None) -> Outcome:
     """Re-analyze a run directory from ``config.json`` and ``runs.sqlite``; no training.
     Runs missing from the store (an interrupted sweep) are reported as problems."""
     t0 = time.perf_counter()
@@ -423,8 +434,13 @@ def rebuild(run_dir, progress=None) -> Outcome:
     specs = {s.spec_hash: s for p in plans for s in p.specs}
     with _open_store(out) as store:
         results = _results_from_store(store, specs)
-    outcome = _finish(out, plans, results, stored, progress=progress or (lambda event, **info: None),
-                      extra_meta={"executed": "0 (report rebuilt from the run store)"})
+    analyses = _Analyses(out, plans, default_jobs() if jobs is None else int(jobs))
+    try:
+        outcome = _finish(out, plans, results, stored, progress=progress or (lambda event, **info: None),
+                          analyses=analyses, extra_meta={"executed": "0 (report rebuilt from the run store)"})
+    except BaseException:
+        analyses.close(abort=True)
+        raise
     outcome.seconds = time.perf_counter() - t0
     return outcome
 
@@ -449,14 +465,101 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
+def _pin_child() -> None:
+    """Initializer of analysis processes: runs before they import NumPy."""
+    pin_blas_threads()
+
+
+def _analyze_one(module_name: str, cfg, by_name: dict, fig_dir: Path):
+    """One recipe's analyze(), timed (in this process or an analysis process)."""
+    import importlib
+    t0 = time.perf_counter()
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    section = importlib.import_module(module_name).analyze(cfg, by_name, fig_dir)
+    return section, time.perf_counter() - t0
+
+
+class _Analyses:
+    """Every recipe's analyze(), in course order in the report.
+
+    With ``jobs > 1`` they run in ``jobs`` spawned processes (BLAS pinned):
+    recipes without training runs (gradient checks, timings, the forward-pass
+    statistics) are started *before* the sweep, so they overlap the training
+    instead of adding to the time after it; the others start as soon as the
+    sweep has returned their results. With ``jobs == 1`` everything runs here,
+    one after another, after the sweep.
+    """
+
+    def __init__(self, out: Path, plans: list, jobs: int):
+        self.out, self.plans, self.futures = out, plans, {}
+        self.pool = None
+        if jobs > 1 and len(plans) > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+            self.pool = ProcessPoolExecutor(max_workers=min(jobs, len(plans)), mp_context=mp.get_context("spawn"),
+                                            initializer=_pin_child)
+
+    def start_early(self) -> None:
+        """Submit the analyses that need no training run."""
+        if self.pool is not None:
+            for p in self.plans:
+                if not p.specs:
+                    self._submit(p, {})
+
+    def _submit(self, p, by_name):
+        self.futures[p.name] = self.pool.submit(_analyze_one, p.module.__name__, p.config, by_name, self.out / p.name)
+
+    def collect(self, results: dict, problems: list, progress) -> list:
+        from .experiments.base import Section
+        by_plan = {p.name: {s.name: results[s.spec_hash] for s in p.specs if s.spec_hash in results}
+                   for p in self.plans}
+        if self.pool is not None:
+            for p in self.plans:
+                if p.name not in self.futures:
+                    self._submit(p, by_plan[p.name])
+        sections = []
+        try:
+            for i, p in enumerate(self.plans, 1):
+                try:
+                    if self.pool is not None:
+                        section, secs = self.futures[p.name].result()
+                    else:
+                        section, secs = _analyze_one(p.module.__name__, p.config, by_plan[p.name], self.out / p.name)
+                except Exception as exc:  # noqa: BLE001 - one recipe's analysis must not lose the others'
+                    reason = str(exc).splitlines()[0] if str(exc) else ""
+                    problems.append(f"analysis of {p.name} failed: {type(exc).__name__}: {reason}")
+                    section, secs = Section(
+                        name=p.name, title=p.module.TITLE, question=p.module.QUESTION,
+                        answer=f"Not available: the analysis failed ({type(exc).__name__}: {reason}).",
+                        config=config_to_dict(p.config), metrics={}), 0.0
+                if not section.config:
+                    section.config = config_to_dict(p.config)
+                sections.append(section)
+                progress("analyzed", index=i, total=len(self.plans), name=p.name, seconds=secs)
+        finally:
+            self.close()
+        return sections
+
+    def close(self, abort: bool = False) -> None:
+        """Shut the analysis processes down; ``abort`` (an interrupted sweep) stops
+        running analyses too instead of waiting for them."""
+        if self.pool is None:
+            return
+        if abort:
+            for proc in list(getattr(self.pool, "_processes", {}).values()):   # no public API for this
+                proc.terminate()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool = None
+
+
 def _seconds(s: float) -> str:
     from .progress import format_seconds
     return format_seconds(s) + " (training and analysis)"
 
 
-def _finish(out: Path, plans: list, results: dict, config: dict, progress, extra_meta=None) -> Outcome:
+def _finish(out: Path, plans: list, results: dict, config: dict, progress, analyses: "_Analyses",
+            extra_meta=None) -> Outcome:
     """Per-run histories, each recipe's analysis, metrics.json and the report."""
-    from .experiments.base import Section
     from .report import write_report
 
     problems, failed = [], []
@@ -476,23 +579,7 @@ def _finish(out: Path, plans: list, results: dict, config: dict, progress, extra
     for exp, name, _, reason in failed:
         problems.append(f"run {exp}/{name} failed: {reason[0] if reason else 'no reason recorded'}")
 
-    sections = []
-    for i, p in enumerate(plans, 1):
-        progress("analyze", index=i, total=len(plans), name=p.name)
-        by_name = {s.name: results[s.spec_hash] for s in p.specs if s.spec_hash in results}
-        fig_dir = out / p.name
-        fig_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            section = p.module.analyze(p.config, by_name, fig_dir)
-        except Exception as exc:  # noqa: BLE001 - one recipe's analysis must not lose the others'
-            reason = str(exc).splitlines()[0] if str(exc) else ""
-            problems.append(f"analysis of {p.name} failed: {type(exc).__name__}: {reason}")
-            section = Section(name=p.name, title=p.module.TITLE, question=p.module.QUESTION,
-                              answer=f"Not available: the analysis failed ({type(exc).__name__}: {reason}).",
-                              config=config_to_dict(p.config), metrics={})
-        if not section.config:
-            section.config = config_to_dict(p.config)
-        sections.append(section)
+    sections = analyses.collect(results, problems, progress)
 
     metrics = {"code_version": config.get("code_version"), "datasets": config.get("datasets"),
                "quick": config.get("quick"), "runs": total, "missing_runs": missing,

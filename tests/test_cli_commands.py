@@ -165,11 +165,13 @@ def test_reproduce_quick_end_to_end(tmp_path):
     for mod in RECIPES.values():
         assert mod.TITLE in page or mod.TITLE.replace("&", "&amp;") in page
     assert 'src="http' not in page and "data:image/png;base64," in page
-    md = (out / "report.md").read_text()
-    html_before = page
     res = _cli("reproduce", "--resume", str(out))
     assert res.returncode == 0 and " 0 trained now" in res.stdout, res.stderr[-2000:]
     (out / "report.html").unlink()
     res = _cli("report", str(out))
-    assert res.returncode == 0 and (out / "report.md").read_text().split("## Contents")[1] == md.split("## Contents")[1]
-    assert len((out / "report.html").read_text()) > 0.5 * len(html_before)
+    assert res.returncode == 0 and (out / "report.html").is_file(), res.stderr[-2000:]
+    # the numbers of every recipe with training runs come back identical from the store
+    # (recipes without runs re-measure: gradient checks, timings)
+    trained = [n for n, m in RECIPES.items() if m.runs(m.quick(m.Config()))]
+    again = json.loads((out / "metrics.json").read_text())
+    assert trained and all(again["experiments"][n] == metrics["experiments"][n] for n in trained)

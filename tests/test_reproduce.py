@@ -185,7 +185,7 @@ def test_failed_runs_and_analysis_errors_are_problems_not_crashes(recipe, tmp_pa
     assert not res.ok and len(res.failed) == 2
     assert any("run fake/batchnorm/seed=0 failed: TypeError" in p for p in res.problems)
     monkeypatch.setattr(fake, "analyze", lambda *a: 1 / 0)
-    res = R.rebuild(tmp_path / "r")
+    res = R.rebuild(tmp_path / "r", jobs=1)         # in this process, where the patch applies
     assert any("analysis of fake failed: ZeroDivisionError" in p for p in res.problems)
     assert "Not available: the analysis failed" in (tmp_path / "r/report.md").read_text()
 
