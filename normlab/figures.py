@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["COLORS", "color_for", "new_figure", "save", "band", "sweep", "histories", "acc_histories",
+__all__ = ["COLORS", "color_for", "new_figure", "save", "band", "sweep", "histories",
            "grouped_bars", "dots_against_bounds"]
 
 COLORS = {"baseline": "#4d4d4d", "batchnorm": "#1f77b4", "layernorm": "#2ca02c", "groupnorm": "#d62728"}
@@ -177,24 +177,6 @@ def histories(groups: dict, title: str, stem, chance: float | None = None) -> li
     ax_val.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy")
     _finish_acc_axes([ax_train, ax_val], chance)
     ax_loss.legend(loc="upper right")
-    ax_val.legend(loc="lower right")
-    paths = save(fig, stem)
-    return paths
-
-
-def acc_histories(groups: dict, title: str, stem, chance: float | None = None) -> list[Path]:
-    """Training and validation accuracy per epoch for each group (label -> RunResults)."""
-    fig, (ax_train, ax_val) = new_figure(2, 1, width=4.8, height=3.6, title=title)
-    for i, (label, runs) in enumerate(groups.items()):
-        c = color_for(label, i)
-        ls = "--" if label.startswith("baseline") else "-"
-        band(ax_train, [(r.train_acc_history, r.status == "diverged") for r in runs], label, c, marker="o",
-             linestyle=ls)
-        band(ax_val, [(r.val_acc_history, r.status == "diverged") for r in runs], label, c, marker="o",
-             linestyle=ls)
-    ax_train.set(title="Training accuracy", xlabel="epoch", ylabel="accuracy")
-    ax_val.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy")
-    _finish_acc_axes([ax_train, ax_val], chance)
     ax_val.legend(loc="lower right")
     return save(fig, stem)
 

@@ -15,7 +15,7 @@ pytest.importorskip("matplotlib")
 from normlab.experiments import registry  # noqa: E402
 from normlab.experiments import (batch_size, bn_backward_speed, bn_forward, bn_vs_baseline, gradcheck,  # noqa: E402
                                  spatial_bn, train_eval_mode, weight_scale)
-from normlab.experiments.base import RunResult, RunSpec, Section, execute  # noqa: E402
+from normlab.experiments.base import RunSpec, Section, execute  # noqa: E402
 from normlab.experiments.summarize import fmt  # noqa: E402
 
 COURSE_ORDER = ["bn-forward", "gradcheck", "bn-backward-speed", "bn-vs-baseline", "weight-scale", "batch-size",

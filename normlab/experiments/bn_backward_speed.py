@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import figures
 from .base import RunSpec, Section
-from .summarize import check_common, config_dict, fmt, positive
+from .summarize import check_common, config_dict, positive
 
 NAME = "bn-backward-speed"
 TITLE = "Batch norm backward: staged vs simplified"
@@ -35,10 +35,10 @@ class Config:
     N: int = 100                                     # course: 100
     D: int = 500                                     # course: 500
     round_seconds: float = 0.01                      # length of a timed round (calls per round calibrated)
-    rounds: int = 25                                 # timed rounds per implementation (median reported)
+    rounds: int = 15                                 # timed rounds per implementation (median reported)
     other_batch_sizes: tuple[int, ...] = (10, 1000)  # the speedup at other N, same D (empty: skip)
     dataset: str = "fashion-mnist"                   # unused: random inputs
-    # random inputs; timing is 2 x rounds x round_seconds per seed and size, ~2.5 s in all
+    # random inputs; timing is 2 x rounds x round_seconds per seed and size, ~2 s in all
     seeds: tuple[int, ...] = (0, 1, 2)
 
     def __post_init__(self):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .. import figures
 from .base import RunSpec, Section
-from .summarize import check_common, config_dict, fmt
+from .summarize import check_common, config_dict
 
 NAME = "gradcheck"
 TITLE = "Gradient checks of every layer and network"

@@ -9,7 +9,7 @@ import numpy as np
 
 from .base import DATASETS, RunResult
 
-__all__ = ["Spread", "spread", "group", "best_val", "best_train", "final_loss", "final_val", "problem_runs",
+__all__ = ["Spread", "spread", "group", "best_val", "best_train", "final_loss", "status_text",
            "problems_sentence", "compare", "times", "check_common", "class_names", "config_dict", "fmt", "positive",
            "positive_tuple"]
 
@@ -70,20 +70,9 @@ def best_train(r: RunResult):
     return max(r.train_acc_history) if _usable(r) and r.train_acc_history else None
 
 
-def final_val(r: RunResult):
-    """Validation accuracy after the last epoch; None unless the run finished."""
-    return r.val_acc_history[-1] if r.status == "finished" and r.val_acc_history else None
-
-
 def final_loss(r: RunResult):
     """Mean training loss of the last epoch; None unless the run finished (a diverged run has no final loss)."""
     return r.final_loss if r.status == "finished" else None
-
-
-def problem_runs(results: dict) -> list[dict]:
-    """Table rows for every run that did not finish: name, status, reason."""
-    return [{"run": name, "status": r.status, "reason": (r.error or "").strip().splitlines()[0] if r.error else ""}
-            for name, r in sorted(results.items()) if r.status != "finished"]
 
 
 def status_text(runs: list, expected: int | None = None) -> str:

@@ -49,9 +49,10 @@ class Config:
     num_epochs: int = 10                         # notebook: 10
     num_train: int | None = None                 # None: the whole training split (59,000 Fashion-MNIST images)
     dataset: str = "fashion-mnist"               # or "mnist" / "cifar10" when present
-    # One seed: each run is ~9,200 SGD steps (~85 s with 1 BLAS thread), two
-    # of them are ~170 s, the largest share of the reproduce budget. Test
-    # accuracy is measured on 10,000 images, so its sampling error is ~0.4%.
+    # One seed: each run is ~9,200 SGD steps (~85-95 s with 1 BLAS thread);
+    # the two are ~180 CPU-seconds, the largest share of the 5-minute
+    # reproduce budget on 2 cores. Test accuracy is measured on 10,000 images
+    # (sampling error ~0.4%).
     seeds: tuple[int, ...] = (0,)
 
     def __post_init__(self):

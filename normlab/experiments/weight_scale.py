@@ -39,9 +39,9 @@ class Config:
     learning_rate: float = 1e-3                  # course: Adam, 1e-3
     update_rule: str = "adam"
     dataset: str = "fashion-mnist"               # or "mnist" / "cifar10" when present
-    # The course trains one seed per scale. Two show the spread and keep the
-    # 80 runs (0.6 s baseline, 1.2 s batch norm, 1 BLAS thread) at ~70 s of
-    # the reproduce budget; a third seed would add ~35 s.
+    # The course trains one seed per scale. Two show the spread; the 80 runs
+    # (~0.6 s baseline, ~1.2 s batch norm, 1 BLAS thread) cost ~75-90
+    # CPU-seconds of the 5-minute reproduce budget; a third seed would add ~45.
     seeds: tuple[int, ...] = (0, 1)
 
     def __post_init__(self):
