@@ -184,7 +184,7 @@ def _test_figure(cfg, s, classes, out_dir):
     ax_mode.legend(loc="upper center", fontsize=7.5)
     series = {label: s[label]["per_class"] or [None] * len(classes) for label, _ in NETS}
     figures.grouped_bars(ax_class, list(classes), series, "test accuracy (eval mode)")
-    ax_class.set(title="Per-class test accuracy", ylim=(0, 1))
+    ax_class.set(title="Per-class test accuracy", ylim=(0, 1.15))
     ax_class.tick_params(axis="x", labelrotation=30)
-    ax_class.legend(loc="lower right")
+    ax_class.legend(loc="upper right", ncol=2)
     return figures.save(fig, out_dir / "train-eval-mode-test")
