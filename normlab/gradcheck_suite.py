@@ -147,13 +147,7 @@ def net_checks(rng) -> list[CheckResult]:
             model = FullyConnectedNet([H1, H2], input_dim=D, num_classes=C, reg=reg, weight_scale=5e-2,
                                       dtype=np.float64, normalization=norm, seed=int(rng.integers(2**31)))
             rows += _net(f"FullyConnectedNet({norm or 'none'})", model, X, y, bounds[norm], f"reg={reg}")
-    for keep in (0.75, 0.5):
-        model = FullyConnectedNet([H1, H2], input_dim=D, num_classes=C, weight_scale=5e-2, dtype=np.float64,
-                                  dropout_keep_ratio=keep, seed=123)
-
-        def reset(model=model):   # the same dropout mask in every evaluation
-            model.dropout_param["rng"] = np.random.default_rng(7)
-        rows += _net("FullyConnectedNet(dropout)", model, X, y, lambda k: 1e-5, f"keep={keep}", reset)
+    rows += dropout_net_checks(X, y)
     Xc = rng.standard_normal((2, 3, 8, 8))
     yc = rng.integers(10, size=2)
     for norm in (None, "batchnorm", "groupnorm"):
@@ -161,6 +155,20 @@ def net_checks(rng) -> list[CheckResult]:
                                   dtype=np.float64, normalization=norm, num_groups=2, weight_scale=1e-1,
                                   seed=int(rng.integers(2**31)))
         rows += _net(f"ThreeLayerConvNet({norm or 'none'})", model, Xc, yc, lambda k: 1e-2)
+    return rows
+
+
+def dropout_net_checks(X, y) -> list[CheckResult]:
+    """Net-level checks with dropout; the mask is re-drawn from the same seed at every evaluation."""
+    rows = []
+    (N, D), C = X.shape, 10
+    for keep in (0.75, 0.5):
+        model = FullyConnectedNet([20, 30], input_dim=D, num_classes=C, weight_scale=5e-2, dtype=np.float64,
+                                  dropout_keep_ratio=keep, seed=123)
+
+        def reset(model=model):   # the same dropout mask in every evaluation
+            model.rng = np.random.default_rng(7)
+        rows += _net("FullyConnectedNet(dropout)", model, X, y, lambda k: 1e-5, f"keep={keep}", reset)
     return rows
 
 

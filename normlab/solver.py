@@ -56,6 +56,7 @@ _OPTIONS = {
     "print_every": 10,
     "verbose": True,
     "seed": 0,
+    "restore_best": True,
 }
 _CHECKPOINT_KIND = "normlab.solver.Solver"
 
@@ -163,6 +164,9 @@ class Solver:
         name = opts["checkpoint_name"]
         self.checkpoint_name = None if name is None else os.fspath(name)
         self.seed = _int_option(opts["seed"], "seed", 0, True)
+        if not isinstance(opts["restore_best"], bool):
+            raise ValueError(f"restore_best must be True or False, got {opts['restore_best']!r}")
+        self.restore_best = opts["restore_best"]
         self._reset()
 
     def _reset(self):
@@ -279,7 +283,9 @@ class Solver:
 
         At the end, finished or diverged, the best snapshot (highest
         validation accuracy, earliest on ties, epoch 0 included) is swapped
-        into the model: parameters and state arrays.
+        into the model: parameters and state arrays. With
+        ``restore_best=False`` (a normlab option) the model keeps its final
+        parameters, as a plain training loop would.
         """
         if self.diverged:
             return
@@ -307,7 +313,7 @@ class Solver:
                 self.save_checkpoint(f"{self.checkpoint_name}_epoch_{self.epoch}")
         if ok:
             self.status = "finished"
-        if self.best_epoch is not None:
+        if self.restore_best and self.best_epoch is not None:
             for k, v in self.best_params.items():
                 self.model.params[k] = v.copy()
             self._load_state_arrays(self.best_state)
@@ -346,7 +352,7 @@ class Solver:
                 "batch_size": self.batch_size, "num_epochs": self.num_epochs,
                 "num_train_samples": self.num_train_samples, "num_val_samples": self.num_val_samples,
                 "checkpoint_name": self.checkpoint_name, "print_every": self.print_every,
-                "verbose": self.verbose, "seed": self.seed}
+                "verbose": self.verbose, "seed": self.seed, "restore_best": self.restore_best}
 
     def save_checkpoint(self, path):
         """Write the full training state to ``path`` (stem; ``.npz`` + ``.json``).

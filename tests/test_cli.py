@@ -56,3 +56,12 @@ def test_unknown_command_exits_2():
 def test_console_script_help():
     res = subprocess.run([sys.executable, "-m", "normlab.cli", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "gradcheck" in res.stdout
+
+
+def test_dropout_net_checks_hold_the_mask_fixed():
+    from normlab.gradcheck_suite import dropout_net_checks
+    import numpy as np
+    rng = np.random.default_rng(0)
+    rows = dropout_net_checks(rng.standard_normal((2, 15)), rng.integers(10, size=2))
+    bad = [r for r in rows if not r.ok]
+    assert rows and not bad, format_table(bad)

@@ -398,3 +398,36 @@ def test_overflow_while_measuring_accuracy_diverges():
     assert s.diverged and "accuracy check after iteration 3" in s.divergence_reason
     assert len(s.loss_history) == 3 and all(map(math.isfinite, s.loss_history))
     assert len(s.val_acc_history) == 1
+
+
+def test_restore_best_false_keeps_the_final_parameters():
+    from normlab.models import FullyConnectedNet
+    rng = np.random.default_rng(0)
+    data = {"X_train": rng.standard_normal((60, 8)), "y_train": rng.integers(3, size=60),
+            "X_val": rng.standard_normal((30, 8)), "y_val": rng.integers(3, size=30)}
+    finals = {}
+    for restore in (True, False):
+        model = FullyConnectedNet([10], input_dim=8, num_classes=3, normalization="batchnorm", seed=0)
+        solver = Solver(model, data, update_rule="adam", optim_config={"learning_rate": 5e-2}, num_epochs=4,
+                        batch_size=10, verbose=False, seed=0, restore_best=restore)
+        solver.train()
+        finals[restore] = (model, solver)
+    model_f, solver_f = finals[False]
+    model_t, solver_t = finals[True]
+    assert solver_f.loss_history == solver_t.loss_history          # same training either way
+    assert all(np.array_equal(model_t.params[k], solver_t.best_params[k]) for k in model_t.params)
+    if solver_t.best_epoch != 4:                                    # the last epoch was not the best
+        assert any(not np.array_equal(model_f.params[k], solver_f.best_params[k]) for k in model_f.params)
+
+
+def test_restore_best_must_be_a_bool():
+    with pytest.raises(ValueError, match="restore_best must be True or False, got 'no'"):
+        Solver(_TinyModelForRestore(), {"X_train": np.zeros((2, 1)), "y_train": np.zeros(2, int),
+                                         "X_val": np.zeros((2, 1)), "y_val": np.zeros(2, int)}, restore_best="no")
+
+
+class _TinyModelForRestore:
+    params = {"W": np.zeros(1)}
+
+    def loss(self, X, y=None):
+        return np.zeros((len(X), 2)) if y is None else (0.0, {"W": np.zeros(1)})

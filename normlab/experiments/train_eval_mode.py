@@ -11,8 +11,9 @@ Runs: ``{baseline,batchnorm}/seed=S``, each measuring test accuracy in both
 modes and per class. Figures: training loss and validation accuracy per
 epoch; test accuracy in the two modes; per-class test accuracy.
 
-The measured model is the Solver's best-validation snapshot (the experiment
-engine always restores it); the table gives the epoch it comes from.
+The measured model is the one after the last epoch, as in the notebook
+(``restore_best=False``: the Solver does not swap in its best-validation
+snapshot).
 """
 from __future__ import annotations
 
@@ -77,7 +78,8 @@ def runs(cfg: Config) -> list[RunSpec]:
                     model_kwargs={"hidden_dims": list(cfg.hidden_dims), "normalization": norm,
                                   "weight_scale": cfg.weight_scale, "bias_before_norm": cfg.bias_before_norm},
                     solver_kwargs={"update_rule": cfg.update_rule, "optim_config": {"learning_rate": cfg.learning_rate},
-                                   "num_epochs": cfg.num_epochs, "batch_size": cfg.batch_size},
+                                   "num_epochs": cfg.num_epochs, "batch_size": cfg.batch_size,
+                                   "restore_best": False},
                     dataset=cfg.dataset, num_train=cfg.num_train, seed=s, evaluate=EVALUATE)
             for label, norm in NETS for s in cfg.seeds]
 
@@ -103,7 +105,6 @@ def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
             "test_acc_train_mode": spread([_extra(r, "test_acc_train_mode") for r in rs]),
             "per_class": (np.mean([[np.nan if v is None else v for v in p] for p in per_class], axis=0).tolist()
                           if per_class else None),
-            "best_epoch": [int(np.argmax(r.val_acc_history)) for r in rs if r.val_acc_history],
         }
     paths = [_curves(cfg, groups, out_dir)[0], _test_figure(cfg, s, classes, out_dir)[0]]
 
@@ -134,11 +135,6 @@ def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
                      f"{fmt(abs(float(gains[np.nanargmax(np.abs(gains))])))}); the hardest class with batch norm "
                      f"is {classes[hardest]} ({fmt(b['per_class'][hardest])}, {fmt(n['per_class'][hardest])} "
                      f"without).")
-    snap = [e for label in s for e in s[label]["best_epoch"] if e != cfg.num_epochs]
-    if snap:
-        parts.append(f"The test accuracies are of the best-validation snapshots, from epochs "
-                     f"{', '.join(str(e) for label in s for e in s[label]['best_epoch'])} "
-                     f"(baseline, then batch norm), not all from the last epoch.")
     answer = " ".join(parts) + problems_sentence(results, len(runs(cfg)))
 
     def row(what, get):
@@ -146,7 +142,6 @@ def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
     table = [row(f"training loss, epoch {cfg.num_epochs}", lambda k: s[k]["final_loss"].mean),
              row("test accuracy, eval mode", lambda k: s[k]["test_acc"].mean),
              row("test accuracy, train mode", lambda k: s[k]["test_acc_train_mode"].mean),
-             row("best-validation epoch (measured model)", lambda k: s[k]["best_epoch"]),
              row("runs", lambda k: status_text(groups[k], len(cfg.seeds)))]
     table += [row(f"test accuracy: {c}", lambda k, i=i: s[k]["per_class"][i] if s[k]["per_class"] else None)
               for i, c in enumerate(classes)]
