@@ -60,6 +60,8 @@ def atomic_write(path, write: Callable[[io.BufferedWriter], None]) -> None:
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates 0600; give the file the mode open() would (0666 minus the umask).
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -72,6 +74,19 @@ def atomic_write(path, write: Callable[[io.BufferedWriter], None]) -> None:
             pass
         raise
     _fsync_dir(directory)
+
+
+def _umask() -> int:
+    try:   # Linux reports it without changing it (os.umask would, briefly, for every thread)
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: Path) -> None:

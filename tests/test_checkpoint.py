@@ -278,3 +278,15 @@ def test_fc_net_resume_is_bit_identical(tmp_path):
     resumed = Solver.from_checkpoint(net(), data, tmp_path / "fc_epoch_2", checkpoint_name=None)
     resumed.train()
     assert_same_run(full, resumed)
+
+
+def test_atomic_write_gives_files_the_usual_mode(tmp_path):
+    import os
+    import stat
+    from normlab.checkpoint import atomic_write
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "f.json", lambda f: f.write(b"{}"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "f.json").stat().st_mode) == 0o644
