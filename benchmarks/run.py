@@ -1,6 +1,6 @@
 """normlab speed benchmarks: one command, every ratio measured in the same run.
 
-    .venv/bin/python benchmarks/run.py [--threads N] [--rows bn,bn-alt,conv,net]
+    .venv/bin/python benchmarks/run.py [--threads N] [--rows bn,bn-alt,conv,net,engines]
                                        [--quick] [--no-torch] [--json PATH]
 
 Rows (see README.md): 1 batch norm train forward + ``batchnorm_backward_alt``
@@ -10,7 +10,11 @@ on (4096, 1024) and (64*28*28, 32) float32 against (a) a memory-traffic floor
 conv forward + backward against the naive loops (speedup > 1) and
 ``F.conv2d`` (target <= 3x); 4 one Adam training step of the six-layer
 batch-norm net, batch 50, against the same net, weights and data in PyTorch
-(target < 1x). Ratios are normlab / reference, except speedups
+(target < 1x); 5 the seed's six-layer batch-norm training (bn-vs-baseline
+settings: 1000 images of 784, batch 50, Adam 1e-3; synthetic data, 2 epochs)
+by the same Solver on the NumPy engine against the torch engine
+(``normlab.torch_engine``: torch.nn forward and autograd backward, same
+update rule and batches), target <= 1x. Ratios are normlab / reference, except speedups
 (reference / normlab), as the target column says.
 
 Byte model of the floor (rows 1a, 1c). Batch norm must at least stream
@@ -50,7 +54,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-ROW_GROUPS = ("bn", "bn-alt", "conv", "net")
+ROW_GROUPS = ("bn", "bn-alt", "conv", "net", "engines")
 
 
 def available_cores() -> int:
@@ -87,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, default=available_cores(),
                    help="BLAS/OpenMP/torch threads (default: available cores, %(default)s)")
     p.add_argument("--rows", type=_row_list, default=list(ROW_GROUPS),
-                   help=f"comma-separated rows to run: {','.join(ROW_GROUPS)} or 1-4 (default: all)")
+                   help=f"comma-separated rows to run: {','.join(ROW_GROUPS)} or 1-{len(ROW_GROUPS)} (default: all)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (smoke test)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch columns")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON (atomically)")
@@ -128,10 +132,10 @@ class Sizes:
 
 FULL = Sizes(bn_shapes=((4096, 1024), (64 * 28 * 28, 32)), bn_alt_shape=(100, 500), copy_mib=128,
              conv_x=(50, 3, 32, 32), conv_w=(25, 3, 3, 3), net_batch=50, warmup=3,
-             repeats={"copy": 10, "bn": 15, "bn-alt": 300, "conv": 20, "naive": 1, "net": 200})
+             repeats={"copy": 10, "bn": 15, "bn-alt": 300, "conv": 20, "naive": 1, "net": 200, "engines": 3})
 QUICK = Sizes(bn_shapes=((256, 64), (2 * 7 * 7, 8)), bn_alt_shape=(100, 500), copy_mib=4,
               conv_x=(2, 3, 8, 8), conv_w=(4, 3, 3, 3), net_batch=50, warmup=1,
-              repeats={"copy": 2, "bn": 2, "bn-alt": 2, "conv": 2, "naive": 1, "net": 2})
+              repeats={"copy": 2, "bn": 2, "bn-alt": 2, "conv": 2, "naive": 1, "net": 2, "engines": 1})
 
 
 # --------------------------------------------------------------------------- timing
@@ -394,7 +398,43 @@ def net_rows(sizes: Sizes, torch, torch_skip, bandwidth) -> list[Row]:
             else skipped_row(row, t["normlab"], torch_skip)]
 
 
-ROW_FUNCTIONS = {"bn": bn_rows, "bn-alt": bn_alt_rows, "conv": conv_rows, "net": net_rows}
+# --------------------------------------------------------------------------- row 5: engines
+
+def engine_training(engine: str, data: dict, epochs: int):
+    """One bn-vs-baseline batch-norm training run (fresh model from seed 0) on ``engine``."""
+    from normlab.solver import Solver
+
+    def train():
+        model = FullyConnectedNet(NET_HIDDEN, input_dim=NET_INPUT, num_classes=NET_CLASSES,
+                                  normalization="batchnorm", weight_scale=2e-2, dtype=np.float32, seed=0)
+        if engine == "torch":
+            from normlab.torch_engine import TorchModel
+            model = TorchModel(model)
+        solver = Solver(model, data, update_rule="adam", optim_config={"learning_rate": 1e-3}, batch_size=50,
+                        num_epochs=epochs, verbose=False, seed=0)
+        solver.train()
+        return solver.loss_history
+    return train
+
+
+def engine_rows(sizes: Sizes, torch, torch_skip, bandwidth) -> list[Row]:
+    quick = sizes.repeats["engines"] == 1
+    n, epochs = (200, 1) if quick else (1000, 2)
+    rng = np.random.default_rng(5)
+    data = {"X_train": rng.standard_normal((n, NET_INPUT), dtype=np.float32),
+            "y_train": rng.integers(NET_CLASSES, size=n),
+            "X_val": rng.standard_normal((200, NET_INPUT), dtype=np.float32),
+            "y_val": rng.integers(NET_CLASSES, size=200)}
+    row = Row("5", f"6-layer bn net training, {n} images x {epochs} epochs, numpy engine", "torch engine", "<= 1")
+    fns = {"normlab": engine_training("numpy", data, epochs)}
+    if torch is not None:
+        fns["torch"] = engine_training("torch", data, epochs)
+    t = time_interleaved(fns, sizes.repeats["engines"], warmup=1)
+    return [row.record(t["normlab"], t["torch"]) if torch is not None
+            else skipped_row(row, t["normlab"], torch_skip)]
+
+
+ROW_FUNCTIONS = {"bn": bn_rows, "bn-alt": bn_alt_rows, "conv": conv_rows, "net": net_rows, "engines": engine_rows}
 
 
 # --------------------------------------------------------------------------- output

@@ -6,6 +6,7 @@
                       [--scheduler ADDRESS]
     normlab report RUN_DIR
     normlab gradcheck [--seed N] [--layers-only] [--json PATH]
+    normlab crosscheck [--steps N] [--seed N] [--tolerance T] [--json PATH]
     normlab data info [NAME ...] [--dir DIR]
     normlab data fetch NAME [--dir DIR] [--mirror URL ...]
 
@@ -196,8 +197,34 @@ def _run_overrides(parser, run_parser, args, extras) -> dict:
     return values
 
 
+def _require_torch_installed(engine) -> None:
+    """ValueError (one line, exit 1) before anything is written when the torch engine lacks torch."""
+    if engine in ("torch", "both"):
+        import importlib.util
+        if importlib.util.find_spec("torch") is None:
+            from .torch_engine import TORCH_MISSING
+            raise ValueError(TORCH_MISSING)
+
+
+def _cmd_crosscheck(args) -> int:
+    _require_torch_installed("torch")
+    from .checkpoint import atomic_write
+    from .crosscheck import format_report, run_crosscheck
+
+    print(f"normlab crosscheck: NumPy engine vs torch engine, same start, same batches, "
+          f"{args.steps} steps (float64 must agree to {args.tolerance:g}; float32 drift is measured)",
+          flush=True)
+    report = run_crosscheck(steps=args.steps, seed=args.seed, tolerance=args.tolerance)
+    print(format_report(report))
+    if args.json:
+        payload = json.dumps(report, indent=2)
+        atomic_write(args.json, lambda f: f.write(payload.encode()))
+    return 0 if report["ok"] else 1
+
+
 def _cmd_run(args) -> int:
     from .reproduce import reproduce
+    _require_torch_installed(args.overrides.get("engine"))
     out = args.out or os.path.join("runs", f"{args.experiment}-{_stamp()}")
     reporter = _Reporter()
     try:
@@ -290,6 +317,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--layers-only", action="store_true", help="skip the (slower) net-level checks")
     g.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
     g.set_defaults(func=_cmd_gradcheck)
+    x = sub.add_parser("crosscheck", help="check that the NumPy and torch engines agree (needs normlab[torch])",
+                       description="Train the seed nets (no norm, batch norm, layer norm, dropout; conv net "
+                                   "with spatial batch norm and group norm) on both engines from the same "
+                                   "start on the same batches and print the relative differences of the "
+                                   "per-step losses, parameters, running statistics and train/eval-mode "
+                                   "outputs, in float64 (asserted) and float32 (measured). A control with "
+                                   "mismatched momentum conventions must fail. Exit 1 unless float64 agrees.")
+    x.add_argument("--steps", type=_positive_int, default=100, help="update steps per net (default 100)")
+    x.add_argument("--seed", type=int, default=0, help="seed for weights, data and batches (default 0)")
+    x.add_argument("--tolerance", type=float, default=1e-9,
+                   help="largest float64 relative difference accepted (default 1e-9)")
+    x.add_argument("--json", metavar="PATH", help="also write the measurements as JSON to PATH")
+    x.set_defaults(func=_cmd_crosscheck)
     d = sub.add_parser("data", help="find, verify and download datasets (Fashion-MNIST, MNIST, CIFAR-10)",
                        description="Datasets are looked for in --dir, else $NORMLAB_DATA/<name>, "
                                    "~/.cache/normlab/<name> and /usr/share/datasets/<name>.")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
-ROW_IDS = ["1a", "1b", "1c", "1d", "2", "3a", "3b", "4"]
+ROW_IDS = ["1a", "1b", "1c", "1d", "2", "3a", "3b", "4", "5"]
 
 
 def run_bench(*args, hide_torch=False):
@@ -55,7 +55,7 @@ def test_without_torch_the_torch_columns_say_skipped():
     assert proc.returncode == 0, proc.stderr
     rows = table_rows(proc.stdout)
     assert sorted(rows) == sorted(ROW_IDS), proc.stdout
-    for rid in ("1b", "1d", "3b", "4"):
+    for rid in ("1b", "1d", "3b", "4", "5"):
         assert "skipped (torch not installed)" in rows[rid]
     for rid in ("1a", "1c", "2", "3a"):
         assert "skipped" not in rows[rid]

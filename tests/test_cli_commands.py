@@ -175,3 +175,15 @@ def test_reproduce_quick_end_to_end(tmp_path):
     trained = [n for n, m in RECIPES.items() if m.runs(m.quick(m.Config()))]
     again = json.loads((out / "metrics.json").read_text())
     assert trained and all(again["experiments"][n] == metrics["experiments"][n] for n in trained)
+
+
+@pytest.mark.parametrize("argv", [["crosscheck"], ["run", "bn-vs-baseline", "--engine", "torch", "--quick"]])
+def test_torch_engine_without_torch_is_one_line_error(argv, tmp_path, capsys, monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    out = tmp_path / "never"
+    assert cli.main(argv + (["--out", str(out)] if argv[0] == "run" else [])) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'normlab[torch]'" in err[0] and err[0].startswith("normlab: error:")
+    assert not out.exists()

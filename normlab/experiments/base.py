@@ -37,6 +37,7 @@ __all__ = ["RunSpec", "RunResult", "Section", "execute", "load_data", "build_mod
 STATUSES = ("finished", "diverged", "failed")
 DATASETS = ("fashion-mnist", "mnist", "cifar10")
 EVALUATIONS = ("test_acc", "test_acc_train_mode", "per_class_test_acc")
+ENGINES = ("numpy", "torch")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ class RunSpec:
       defaults to this spec's seed, verbose is always off.
     - dataset, num_train, num_val, num_test: the data (None: the loader's default size).
     - evaluate: extra measurements after training, from EVALUATIONS.
+    - engine: "numpy" (normlab's layers) or "torch" (the same net in ``torch.nn``,
+      see ``normlab.torch_engine``; weights initialised by NumPy from the seed and
+      copied, trained by the same Solver). Left out of ``to_dict`` (and so of the
+      hash) when "numpy", so NumPy runs keep the identity they had before engines.
     """
     experiment: str
     name: str
@@ -65,6 +70,7 @@ class RunSpec:
     num_test: int | None = None
     seed: int = 0
     evaluate: tuple[str, ...] = ()
+    engine: str = "numpy"
 
     def __post_init__(self):
         if self.model not in ("fc", "cnn"):
@@ -74,11 +80,16 @@ class RunSpec:
         bad = [e for e in self.evaluate if e not in EVALUATIONS]
         if bad:
             raise ValueError(f"unknown evaluation(s) {bad}; expected some of {', '.join(EVALUATIONS)}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown engine {self.engine!r}; expected one of {', '.join(ENGINES)}")
         object.__setattr__(self, "evaluate", tuple(self.evaluate))
         json.dumps(self.to_dict())   # fails early, here, on anything not JSON-able
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["engine"] == "numpy":
+            del d["engine"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunSpec":
@@ -215,7 +226,7 @@ def _predict(model, X, batch_size=500, mode="test"):
     statistics (the PyTorch notebook's evaluation in ``model.train()``). The
     model's running statistics are restored afterwards, so evaluating never
     changes the model."""
-    if mode == "train" and not hasattr(model, "scores"):
+    if mode == "train" and not hasattr(model, "scores"):  # ThreeLayerConvNet on the NumPy engine
         raise ValueError(f"{type(model).__name__} cannot evaluate in train mode (no scores(X, mode))")
     saved = model.state_arrays() if hasattr(model, "state_arrays") else None
     try:
@@ -237,6 +248,9 @@ def execute(spec: RunSpec) -> RunResult:
         flatten = spec.model == "fc"
         data = load_data(spec.dataset, spec.num_train, spec.num_val, spec.num_test, flatten)
         model = build_model(spec, data)
+        if spec.engine == "torch":
+            from ..torch_engine import TorchModel
+            model = TorchModel(model)
         solver_kwargs = {"seed": spec.seed, **spec.solver_kwargs, "verbose": False}
         solver = Solver(model, {k: data[k] for k in ("X_train", "y_train", "X_val", "y_val")}, **solver_kwargs)
         solver.train()

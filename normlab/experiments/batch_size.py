@@ -37,6 +37,7 @@ class Config:
     num_epochs: int = 10                         # course: 10
     norms: tuple[str, ...] = NORMS               # course: batch norm, then layer norm
     dataset: str = "fashion-mnist"               # or "mnist" / "cifar10" when present
+    engine: str = "numpy"                        # or "torch": the same nets in torch.nn (normlab[torch])
     # The course trains one seed; two show the spread. The 7 runs of a seed
     # cost ~35 CPU-seconds (1 BLAS thread; batch 5 dominates with 200 steps an
     # epoch), so 14 runs ~75 s; a third seed would push `normlab reproduce`
@@ -69,7 +70,7 @@ def _spec(cfg, label, norm, batch, seed):
                                  "weight_scale": cfg.weight_scale},
                    solver_kwargs={"update_rule": cfg.update_rule, "optim_config": {"learning_rate": cfg.learning_rate},
                                   "num_epochs": cfg.num_epochs, "batch_size": batch},
-                   dataset=cfg.dataset, num_train=cfg.num_train, seed=seed)
+                   dataset=cfg.dataset, num_train=cfg.num_train, seed=seed, engine=cfg.engine)
 
 
 def runs(cfg: Config) -> list[RunSpec]:

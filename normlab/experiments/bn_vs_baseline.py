@@ -32,6 +32,7 @@ class Config:
     learning_rate: float = 1e-3                  # course: Adam, 1e-3
     update_rule: str = "adam"
     dataset: str = "fashion-mnist"               # or "mnist" / "cifar10" when present
+    engine: str = "numpy"                        # or "torch": the same nets in torch.nn (normlab[torch])
     # The course trains one seed. Three show the spread; 6 runs of ~1.3 s
     # (1 BLAS thread) are ~8 s of the reproduce budget.
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -55,7 +56,7 @@ def runs(cfg: Config) -> list[RunSpec]:
                                   "weight_scale": cfg.weight_scale},
                     solver_kwargs={"update_rule": cfg.update_rule, "optim_config": {"learning_rate": cfg.learning_rate},
                                    "num_epochs": cfg.num_epochs, "batch_size": cfg.batch_size},
-                    dataset=cfg.dataset, num_train=cfg.num_train, seed=s)
+                    dataset=cfg.dataset, num_train=cfg.num_train, seed=s, engine=cfg.engine)
             for label, norm in NETS for s in cfg.seeds]
 
 

@@ -40,6 +40,7 @@ class Config:
     num_train: int = 2000                        # a few thousand images ...
     num_epochs: int = 3                          # ... and a few epochs: ~4.5 s a run (1 BLAS thread)
     dataset: str = "fashion-mnist"               # or "mnist" / "cifar10" when present
+    engine: str = "numpy"                        # or "torch": the same nets in torch.nn (normlab[torch])
     seeds: tuple[int, ...] = (0, 1, 2)           # 9 runs, ~40 s in all
 
     def __post_init__(self):
@@ -67,7 +68,7 @@ def runs(cfg: Config) -> list[RunSpec]:
                                   "normalization": norm, "num_groups": cfg.num_groups},
                     solver_kwargs={"update_rule": cfg.update_rule, "optim_config": {"learning_rate": cfg.learning_rate},
                                    "num_epochs": cfg.num_epochs, "batch_size": cfg.batch_size},
-                    dataset=cfg.dataset, num_train=cfg.num_train, seed=s)
+                    dataset=cfg.dataset, num_train=cfg.num_train, seed=s, engine=cfg.engine)
             for label, norm in NETS for s in cfg.seeds]
 
 

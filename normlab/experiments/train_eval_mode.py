@@ -1,4 +1,4 @@
-"""train-eval-mode: the PyTorch notebook's experiment on the NumPy engine.
+"""train-eval-mode: the PyTorch notebook's experiment, on the NumPy engine, the torch engine or both.
 
 An MLP 784-512-256-10 (no bias before batch norm), plain SGD, batch 64,
 trained on the whole training split with and without batch norm. After
@@ -10,6 +10,11 @@ test images normalized with its own statistics, as forgetting
 Runs: ``{baseline,batchnorm}/seed=S``, each measuring test accuracy in both
 modes and per class. Figures: training loss and validation accuracy per
 epoch; test accuracy in the two modes; per-class test accuracy.
+
+With ``engine='both'`` every net is also trained on the torch engine (the
+same net in ``torch.nn``, same start and batches; runs ``torch/{label}/seed=S``)
+and the table and the answer give the torch engine's numbers beside the NumPy
+engine's.
 
 The measured model is the one after the last epoch, as in the notebook
 (``restore_best=False``: the Solver does not swap in its best-validation
@@ -50,11 +55,13 @@ class Config:
     num_epochs: int = 10                         # notebook: 10
     num_train: int | None = None                 # None: the whole training split (59,000 Fashion-MNIST images)
     dataset: str = "fashion-mnist"               # or "mnist" / "cifar10" when present
+    engine: str = "numpy"                        # or "torch" (torch.nn, normlab[torch]), or "both" side by side
     # One seed: each run is ~9,200 SGD steps (~85-95 s with 1 BLAS thread);
     # the two are ~180 CPU-seconds, the largest share of the 5-minute
     # reproduce budget on 2 cores. Test accuracy is measured on 10,000 images
     # (sampling error ~0.4%).
     seeds: tuple[int, ...] = (0,)
+    engines_allowed = ("numpy", "torch", "both")    # not a field: what check_common accepts for engine
 
     def __post_init__(self):
         check_common(self)
@@ -73,39 +80,51 @@ def quick(cfg: Config) -> Config:
     return dataclasses.replace(cfg, hidden_dims=(64, 32), num_train=640, num_epochs=2, seeds=cfg.seeds[:1])
 
 
+def _engines(cfg: Config) -> list[tuple[str, str]]:
+    """(engine, run-name prefix) pairs: the primary engine's runs carry no prefix."""
+    if cfg.engine == "both":
+        return [("numpy", ""), ("torch", "torch/")]
+    return [(cfg.engine, "")]
+
+
 def runs(cfg: Config) -> list[RunSpec]:
-    return [RunSpec(experiment=NAME, name=f"{label}/seed={s}", model="fc",
+    return [RunSpec(experiment=NAME, name=f"{prefix}{label}/seed={s}", model="fc",
                     model_kwargs={"hidden_dims": list(cfg.hidden_dims), "normalization": norm,
                                   "weight_scale": cfg.weight_scale, "bias_before_norm": cfg.bias_before_norm},
                     solver_kwargs={"update_rule": cfg.update_rule, "optim_config": {"learning_rate": cfg.learning_rate},
                                    "num_epochs": cfg.num_epochs, "batch_size": cfg.batch_size,
                                    "restore_best": False},
-                    dataset=cfg.dataset, num_train=cfg.num_train, seed=s, evaluate=EVALUATE)
-            for label, norm in NETS for s in cfg.seeds]
+                    dataset=cfg.dataset, num_train=cfg.num_train, seed=s, evaluate=EVALUATE,
+                    engine=engine)
+            for engine, prefix in _engines(cfg) for label, norm in NETS for s in cfg.seeds]
 
 
 def _extra(r, key):
     return r.extras.get(key) if r.status == "finished" else None
 
 
+def _stats(rs) -> dict:
+    """Summary numbers of one net's runs over the seeds."""
+    per_class = [_extra(r, "per_class_test_acc") for r in rs]
+    per_class = [p for p in per_class if p is not None]
+    return {
+        "final_loss": spread([r.epoch_losses()[-1] if r.status == "finished" and r.epoch_losses() else None
+                              for r in rs]),
+        "first_epoch_loss": spread([r.epoch_losses()[0] if r.status == "finished" and r.epoch_losses() else None
+                                    for r in rs]),
+        "test_acc": spread([_extra(r, "test_acc") for r in rs]),
+        "test_acc_train_mode": spread([_extra(r, "test_acc_train_mode") for r in rs]),
+        "per_class": (np.mean([[np.nan if v is None else v for v in p] for p in per_class], axis=0).tolist()
+                      if per_class else None),
+    }
+
+
 def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
     out_dir = Path(out_dir)
     groups = {label: group(results, label) for label, _ in NETS}
     classes = class_names(cfg.dataset)
-    s = {}
-    for label, rs in groups.items():
-        per_class = [_extra(r, "per_class_test_acc") for r in rs]
-        per_class = [p for p in per_class if p is not None]
-        s[label] = {
-            "final_loss": spread([r.epoch_losses()[-1] if r.status == "finished" and r.epoch_losses() else None
-                                  for r in rs]),
-            "first_epoch_loss": spread([r.epoch_losses()[0] if r.status == "finished" and r.epoch_losses() else None
-                                        for r in rs]),
-            "test_acc": spread([_extra(r, "test_acc") for r in rs]),
-            "test_acc_train_mode": spread([_extra(r, "test_acc_train_mode") for r in rs]),
-            "per_class": (np.mean([[np.nan if v is None else v for v in p] for p in per_class], axis=0).tolist()
-                          if per_class else None),
-        }
+    s = {label: _stats(rs) for label, rs in groups.items()}
+    second = {label: _stats(group(results, "torch/" + label)) for label, _ in NETS} if cfg.engine == "both" else {}
     paths = [_curves(cfg, groups, out_dir)[0], _test_figure(cfg, s, classes, out_dir)[0]]
 
     b, n = s["batchnorm"], s["baseline"]
@@ -135,18 +154,28 @@ def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
                      f"{fmt(abs(float(gains[np.nanargmax(np.abs(gains))])))}); the hardest class with batch norm "
                      f"is {classes[hardest]} ({fmt(b['per_class'][hardest])}, {fmt(n['per_class'][hardest])} "
                      f"without).")
+    if second:
+        tb, tn = second["batchnorm"], second["baseline"]
+        parts.append(f"On the torch engine (the same nets in torch.nn, same start, same batches) the batch-norm "
+                     f"net scores {fmt(tb['test_acc'].mean)} in eval mode and {fmt(tb['test_acc_train_mode'].mean)} "
+                     f"in train mode (NumPy engine: {fmt(b['test_acc'].mean)} and "
+                     f"{fmt(b['test_acc_train_mode'].mean)}); without batch norm {fmt(tn['test_acc'].mean)} "
+                     f"(NumPy engine: {fmt(n['test_acc'].mean)}).")
     answer = " ".join(parts) + problems_sentence(results, len(runs(cfg)))
 
+    all_stats = {**s, **{f"{k} (torch engine)": v for k, v in second.items()}}
+    all_groups = {**groups, **{f"{k} (torch engine)": group(results, "torch/" + k) for k in second}}
+
     def row(what, get):
-        return {"measure": what, **{label: get(label) for label, _ in NETS}}
-    table = [row(f"training loss, epoch {cfg.num_epochs}", lambda k: s[k]["final_loss"].mean),
-             row("test accuracy, eval mode", lambda k: s[k]["test_acc"].mean),
-             row("test accuracy, train mode", lambda k: s[k]["test_acc_train_mode"].mean),
-             row("runs", lambda k: status_text(groups[k], len(cfg.seeds)))]
-    table += [row(f"test accuracy: {c}", lambda k, i=i: s[k]["per_class"][i] if s[k]["per_class"] else None)
-              for i, c in enumerate(classes)]
-    metrics = {label: {k: (v.as_dict() if hasattr(v, "as_dict") else v) for k, v in s[label].items()}
-               for label, _ in NETS}
+        return {"measure": what, **{label: get(label) for label in all_stats}}
+    table = [row(f"training loss, epoch {cfg.num_epochs}", lambda k: all_stats[k]["final_loss"].mean),
+             row("test accuracy, eval mode", lambda k: all_stats[k]["test_acc"].mean),
+             row("test accuracy, train mode", lambda k: all_stats[k]["test_acc_train_mode"].mean),
+             row("runs", lambda k: status_text(all_groups[k], len(cfg.seeds)))]
+    table += [row(f"test accuracy: {c}", lambda k, i=i: all_stats[k]["per_class"][i] if all_stats[k]["per_class"]
+                  else None) for i, c in enumerate(classes)]
+    metrics = {label: {k: (v.as_dict() if hasattr(v, "as_dict") else v) for k, v in st.items()}
+               for label, st in all_stats.items()}
     return Section(NAME, TITLE, QUESTION, answer, config_dict(cfg), metrics, table, paths)
 
 

@@ -39,6 +39,7 @@ class Config:
     learning_rate: float = 1e-3                  # course: Adam, 1e-3
     update_rule: str = "adam"
     dataset: str = "fashion-mnist"               # or "mnist" / "cifar10" when present
+    engine: str = "numpy"                        # or "torch": the same nets in torch.nn (normlab[torch])
     # The course trains one seed per scale. Two show the spread; the 80 runs
     # (~0.6 s baseline, ~1.2 s batch norm, 1 BLAS thread) cost ~75-90
     # CPU-seconds of the 5-minute reproduce budget; a third seed would add ~45.
@@ -70,7 +71,7 @@ def runs(cfg: Config) -> list[RunSpec]:
                     model_kwargs={"hidden_dims": list(cfg.hidden_dims), "normalization": norm, "weight_scale": w},
                     solver_kwargs={"update_rule": cfg.update_rule, "optim_config": {"learning_rate": cfg.learning_rate},
                                    "num_epochs": cfg.num_epochs, "batch_size": cfg.batch_size},
-                    dataset=cfg.dataset, num_train=cfg.num_train, seed=s)
+                    dataset=cfg.dataset, num_train=cfg.num_train, seed=s, engine=cfg.engine)
             for label, norm in NETS for w in cfg.weight_scales for s in cfg.seeds]
 
 

@@ -1,0 +1,144 @@
+"""The torch engine: TorchModel follows the normlab model protocol, the Solver trains it
+with the NumPy engine's schedule, and `--engine torch` runs a recipe end to end."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from normlab.experiments.base import RunSpec, execute
+from normlab.models import FullyConnectedNet, ThreeLayerConvNet
+from normlab.solver import Solver
+
+torch = pytest.importorskip("torch", reason="the torch engine needs PyTorch (pip install 'normlab[torch]')")
+from normlab.torch_engine import TorchModel  # noqa: E402
+
+TORCH_BN = {"convention": "torch"}
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(505)
+
+
+def _data(rng, shape, n=120, classes=5, dtype=np.float64):
+    X = rng.standard_normal((n, *shape)).astype(dtype)
+    return X, rng.integers(classes, size=n)
+
+
+@pytest.mark.parametrize("kw", [
+    {}, {"normalization": "batchnorm", "norm_param": TORCH_BN}, {"normalization": "layernorm"},
+    {"normalization": "batchnorm", "bias_before_norm": False, "norm_param": TORCH_BN, "reg": 0.1},
+    {"normalization": "batchnorm", "dropout_keep_ratio": 0.7, "norm_param": TORCH_BN, "seed": 3},
+], ids=["plain", "bn", "ln", "bn-nobias-reg", "bn-dropout"])
+def test_fc_loss_grads_and_scores_match_numpy(rng, kw):
+    model = FullyConnectedNet([7, 6], input_dim=5, num_classes=4, dtype=np.float64, weight_scale=0.5,
+                              **{"seed": 0, **kw})
+    tm = TorchModel(model)
+    assert set(tm.params) == set(model.params) and tm.params["W1"] is not model.params["W1"]
+    X, y = _data(rng, (5,), n=10, classes=4)
+    loss, grads = model.loss(X, y)
+    t_loss, t_grads = tm.loss(X, y)
+    assert t_loss == pytest.approx(loss, rel=1e-12)
+    for k in grads:
+        assert t_grads[k].shape == model.params[k].shape
+        np.testing.assert_allclose(t_grads[k], grads[k], rtol=1e-9, atol=1e-13)
+    np.testing.assert_allclose(tm.loss(X), model.loss(X), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(tm.scores(X, "train"), model.scores(X, "train"), rtol=1e-12, atol=1e-14)
+    if kw.get("normalization") == "batchnorm":
+        a, b = model.state_arrays(), tm.state_arrays()
+        assert set(a) == set(b) == {"running_mean1", "running_var1", "running_mean2", "running_var2"}
+        for k in a:
+            np.testing.assert_allclose(b[k], a[k], rtol=1e-12)
+
+
+@pytest.mark.parametrize("norm", [None, "batchnorm", "groupnorm"])
+def test_conv_loss_and_grads_match_numpy(rng, norm):
+    model = ThreeLayerConvNet(input_dim=(2, 6, 6), num_filters=4, filter_size=3, hidden_dim=5, num_classes=3,
+                              weight_scale=0.3, dtype=np.float64, normalization=norm, num_groups=2, seed=1,
+                              reg=0.05, norm_param=TORCH_BN if norm == "batchnorm" else None)
+    tm = TorchModel(model)
+    X, y = _data(rng, (2, 6, 6), n=6, classes=3)
+    loss, grads = model.loss(X, y)
+    t_loss, t_grads = tm.loss(X, y)
+    assert t_loss == pytest.approx(loss, rel=1e-12)
+    for k in grads:
+        np.testing.assert_allclose(t_grads[k], grads[k], rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(tm.loss(X), model.loss(X), rtol=1e-11, atol=1e-13)
+
+
+def test_momentum_mapping_and_state_arrays_round_trip(rng):
+    course = FullyConnectedNet([6], input_dim=4, num_classes=3, normalization="batchnorm", seed=0)
+    bn = TorchModel(course).net.blocks[0][1]
+    assert bn.momentum == pytest.approx(0.1) and bn.eps == 1e-5      # course 0.9 on the old value
+    tm = TorchModel(FullyConnectedNet([6], input_dim=4, num_classes=3, normalization="batchnorm",
+                                      norm_param={"convention": "torch", "momentum": 0.3}, seed=0))
+    assert tm.net.blocks[0][1].momentum == pytest.approx(0.3)
+    state = {"running_mean1": np.arange(6.0, dtype=np.float32), "running_var1": np.full(6, 2.0, np.float32)}
+    tm.load_state_arrays(state)
+    got = tm.state_arrays()
+    assert all(np.array_equal(got[k], state[k]) for k in state)
+    tm.load_state_arrays({})                                          # absent: PyTorch's initial values
+    assert np.array_equal(tm.state_arrays()["running_var1"], np.ones(6, np.float32))
+
+
+def test_solver_trains_torch_model_like_numpy(rng):
+    """Same Solver, same batches, same Adam: float64 histories agree to rounding."""
+    X, y = _data(rng, (8,), n=60, classes=3)
+    Xv, yv = _data(rng, (8,), n=20, classes=3)
+    data = {"X_train": X, "y_train": y, "X_val": Xv, "y_val": yv}
+    out = []
+    for engine in ("numpy", "torch"):
+        model = FullyConnectedNet([10, 10], input_dim=8, num_classes=3, normalization="batchnorm",
+                                  norm_param=TORCH_BN, dtype=np.float64, weight_scale=0.3, seed=2)
+        if engine == "torch":
+            model = TorchModel(model)
+        s = Solver(model, data, update_rule="adam", optim_config={"learning_rate": 1e-2}, batch_size=10,
+                   num_epochs=3, lr_decay=0.9, verbose=False, seed=4)
+        s.train()
+        out.append(s)
+    a, b = out
+    assert len(a.loss_history) == len(b.loss_history) == 18
+    np.testing.assert_allclose(b.loss_history, a.loss_history, rtol=1e-10)
+    assert a.train_acc_history == b.train_acc_history and a.val_acc_history == b.val_acc_history
+
+
+def test_engine_field_validated_and_hash_stable():
+    kw = dict(experiment="x", name="a/seed=0", model="fc")
+    numpy_spec, torch_spec = RunSpec(**kw), RunSpec(**kw, engine="torch")
+    assert "engine" not in numpy_spec.to_dict()            # NumPy runs keep their pre-engine identity
+    assert torch_spec.spec_hash != numpy_spec.spec_hash
+    assert RunSpec.from_dict(torch_spec.to_dict()) == torch_spec
+    with pytest.raises(ValueError, match="unknown engine 'jax'"):
+        RunSpec(**kw, engine="jax")
+
+
+def test_execute_torch_engine_with_evaluations():
+    from normlab.experiments import train_eval_mode as tem
+    cfg = dataclasses.replace(tem.quick(tem.Config()), engine="torch", num_train=128, num_epochs=1)
+    specs = tem.runs(cfg)
+    assert all(s.engine == "torch" for s in specs)
+    res = execute(specs[1])                                   # the batch-norm net
+    assert res.status == "finished", res.error
+    assert len(res.loss_history) == 2 and len(res.val_acc_history) == 2
+    assert {"test_acc", "test_acc_train_mode", "per_class_test_acc"} <= set(res.extras)
+
+
+def test_train_eval_mode_both_engines_side_by_side(tmp_path):
+    pytest.importorskip("matplotlib")
+    from normlab.experiments import train_eval_mode as tem
+    cfg = dataclasses.replace(tem.quick(tem.Config()), engine="both", num_train=128, num_epochs=1)
+    specs = tem.runs(cfg)
+    assert [(s.engine, s.name) for s in specs] == [
+        ("numpy", "baseline/seed=0"), ("numpy", "batchnorm/seed=0"),
+        ("torch", "torch/baseline/seed=0"), ("torch", "torch/batchnorm/seed=0")]
+    results = {s.name: execute(s) for s in specs}
+    assert all(r.status == "finished" for r in results.values()), {n: r.error for n, r in results.items()}
+    section = tem.analyze(cfg, results, tmp_path)
+    row = next(r for r in section.table if r["measure"] == "test accuracy, train mode")
+    assert set(row) == {"measure", "baseline", "batchnorm", "baseline (torch engine)", "batchnorm (torch engine)"}
+    assert "On the torch engine" in section.answer
+    with pytest.raises(ValueError, match="engine must be one of numpy, torch, got 'both'"):
+        from normlab.experiments import bn_vs_baseline
+        bn_vs_baseline.Config(engine="both")
