@@ -142,3 +142,16 @@ def test_train_eval_mode_both_engines_side_by_side(tmp_path):
     with pytest.raises(ValueError, match="engine must be one of numpy, torch, got 'both'"):
         from normlab.experiments import bn_vs_baseline
         bn_vs_baseline.Config(engine="both")
+
+
+def test_cli_run_with_torch_engine(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    import json
+
+    from normlab import cli
+    out = tmp_path / "run"
+    assert cli.main(["run", "bn-vs-baseline", "--engine", "torch", "--quick", "--jobs", "1", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert "torch" in json.dumps(config)
+    hists = list((out / "runs" / "bn-vs-baseline").rglob("*.json"))
+    assert len(hists) == 4 and all(json.loads(h.read_text())["spec"]["engine"] == "torch" for h in hists)
