@@ -200,9 +200,8 @@ def _run_overrides(parser, run_parser, args, extras) -> dict:
 def _require_torch_installed(engine) -> None:
     """ValueError (one line, exit 1) before anything is written when the torch engine lacks torch."""
     if engine in ("torch", "both"):
-        import importlib.util
-        if importlib.util.find_spec("torch") is None:
-            from .torch_engine import TORCH_MISSING
+        from .torch_engine import TORCH_MISSING, torch_available
+        if not torch_available():
             raise ValueError(TORCH_MISSING)
 
 

@@ -42,7 +42,7 @@ import copy
 
 import numpy as np
 
-__all__ = ["TorchModel", "require_torch", "TORCH_MISSING", "ENGINES"]
+__all__ = ["TorchModel", "require_torch", "torch_available", "TORCH_MISSING", "ENGINES"]
 
 ENGINES = ("numpy", "torch")
 TORCH_MISSING = "PyTorch is not installed; the torch engine needs it: pip install 'normlab[torch]'"
@@ -55,6 +55,15 @@ def require_torch():
     except ImportError:
         raise ValueError(TORCH_MISSING) from None
     return torch
+
+
+def torch_available() -> bool:
+    """True when ``import torch`` works (the check imports it: a broken install counts as absent)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _tensor(torch, a: np.ndarray):

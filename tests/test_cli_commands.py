@@ -179,11 +179,18 @@ def test_reproduce_quick_end_to_end(tmp_path):
 
 @pytest.mark.parametrize("argv", [["crosscheck"], ["run", "bn-vs-baseline", "--engine", "torch", "--quick"]])
 def test_torch_engine_without_torch_is_one_line_error(argv, tmp_path, capsys, monkeypatch):
-    import importlib.util
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    monkeypatch.setitem(sys.modules, "torch", None)          # `import torch` raises ImportError
     out = tmp_path / "never"
     assert cli.main(argv + (["--out", str(out)] if argv[0] == "run" else [])) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install 'normlab[torch]'" in err[0] and err[0].startswith("normlab: error:")
     assert not out.exists()
+
+
+def test_reproduce_without_torch_reports_crosscheck_as_not_measured(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    monkeypatch.setitem(sys.modules, "torch", None)
+    out = tmp_path / "cc"
+    assert cli.main(["reproduce", "--only", "crosscheck", "--quick", "--jobs", "1", "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "Not measured: PyTorch is not installed" in md and "pip install 'normlab[torch]'" in md

@@ -11,7 +11,6 @@ About 5 s for the full 100 steps (2 cores).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,8 +46,8 @@ def runs(cfg: Config) -> list[RunSpec]:
 
 
 def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
-    if importlib.util.find_spec("torch") is None:
-        from ..torch_engine import TORCH_MISSING
+    from ..torch_engine import TORCH_MISSING, torch_available
+    if not torch_available():
         return Section(NAME, TITLE, QUESTION, f"Not measured: {TORCH_MISSING}.", config_dict(cfg),
                        {"skipped": TORCH_MISSING})
     from ..crosscheck import MEASURES, run_crosscheck
