@@ -37,7 +37,7 @@ def _cmd_gradcheck(args) -> int:
     from .checkpoint import atomic_write
     from .gradcheck_suite import format_table, run_checks
 
-    print("normlab gradient checks: float64 central differences vs analytic gradients, "
+    print("normlab gradient checks: analytic gradients vs float64 finite differences (central; five-point on smooth layers), "
           "random upstream gradients, course test sizes", flush=True)
     rows = run_checks(seed=args.seed, nets=not args.layers_only)
     print(format_table(rows))
