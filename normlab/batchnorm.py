@@ -238,9 +238,8 @@ def _config(bn_param: dict) -> BatchNormConfig:
                            convention=bn_param.get("convention", "course"))
 
 
-def _stats(bn_param: dict, num_features: int, dtype, config) -> RunningStats | None:
-    if "running_mean" not in bn_param and "running_var" not in bn_param:
-        return None
+def _stats(bn_param: dict, num_features: int, dtype, config) -> RunningStats:
+    """The running statistics in bn_param, the convention's initial ones where absent."""
     init = RunningStats.initial(num_features, dtype, config)
     stats = RunningStats(np.asarray(bn_param.get("running_mean", init.mean)),
                          np.asarray(bn_param.get("running_var", init.var)))
@@ -261,8 +260,6 @@ def _forward(x, gamma, beta, bn_param, axes):
         out, stats, cache = batchnorm_train(x, gamma, beta, stats, config, axes)
     else:
         out, cache = batchnorm_eval(x, gamma, beta, stats, config, axes)
-        if stats is None:
-            stats = RunningStats.initial(nfeat, x.dtype, config)
     bn_param["running_mean"], bn_param["running_var"] = stats.mean, stats.var
     return out, cache
 

@@ -35,7 +35,7 @@ the momentum convention not mapped.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -62,7 +62,6 @@ class Case:
     torch_bn_momentum: float | None = None     # None: mapped from the NumPy layer's convention
     expect_fail: bool = False                  # a control: the check must detect the mismatch
     note: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 _SIX = {"hidden_dims": [100] * 5, "weight_scale": 2e-2}          # bn-vs-baseline's net

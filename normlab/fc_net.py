@@ -110,11 +110,14 @@ class FullyConnectedNet(RunningStatsState):
 
         dims = [int(input_dim), *map(int, hidden_dims), int(num_classes)]
         self.params = {}
+        self._zero_bias = {}
         for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:]), start=1):
             self.params[f"W{i}"] = gaussian(self.rng, (d_in, d_out), weight_scale, self.dtype)
             hidden = i < self.num_layers
             if not (hidden and self.normalization and not bias_before_norm):
                 self.params[f"b{i}"] = np.zeros(d_out, dtype=self.dtype)
+            else:   # a constant, not a parameter: the optimizer never sees it
+                self._zero_bias[i] = np.zeros(d_out, dtype=self.dtype)
             if self.normalization and hidden:
                 self.params[f"gamma{i}"] = np.ones(d_out, dtype=self.dtype)
                 self.params[f"beta{i}"] = np.zeros(d_out, dtype=self.dtype)
@@ -132,9 +135,6 @@ class FullyConnectedNet(RunningStatsState):
             self.bn_params = [{"eps": norm_param.get("eps", 1e-5)} for _ in range(self.num_layers - 1)]
         else:
             self.bn_params = []
-
-    def _no_bias(self, i):
-        return np.zeros(self.params[f"W{i}"].shape[1], dtype=self.dtype)
 
     # --- forward and backward ---------------------------------------------------------
     def scores(self, X, mode="test"):
@@ -170,7 +170,7 @@ class FullyConnectedNet(RunningStatsState):
         h = X
         for i in range(1, self.num_layers):
             b = self.params.get(f"b{i}")
-            h, fc = affine_forward(h, self.params[f"W{i}"], b if b is not None else self._no_bias(i))
+            h, fc = affine_forward(h, self.params[f"W{i}"], b if b is not None else self._zero_bias[i])
             nc = None
             if self.normalization == "batchnorm":
                 h, nc = batchnorm_forward(h, self.params[f"gamma{i}"], self.params[f"beta{i}"], self.bn_params[i - 1])

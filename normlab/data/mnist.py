@@ -8,6 +8,8 @@ the training mean image subtracted; labels int64 in 0..9. Defaults:
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .idx import read_idx_pair
@@ -27,9 +29,34 @@ def _found(name, data_dir, download, progress=True):
     return found or locate(ds, data_dir)
 
 
+_decoded: dict = {}   # file identities -> decoded arrays (read-only); a sweep loads many subset sizes
+
+
+def _identity(paths) -> tuple:
+    return tuple((str(p), st.st_size, st.st_mtime_ns) for p in paths for st in [os.stat(p)])
+
+
 def read_idx_dataset(found):
     """``(X_train (60000, 1, 28, 28) uint8, y_train (60000,) uint8, X_test, y_test)``
-    of a located IDX dataset (shapes as the files say), validated."""
+    of a located IDX dataset (shapes as the files say), validated.
+
+    Decoded once per process and file version (path, size, mtime): decoding
+    the gzip files costs more than splitting them, and experiments load
+    several subset sizes. The arrays are read-only; the loaders copy.
+    """
+    ds = found.dataset
+    key = _identity(found.path(f) for f in (*ds.train_files, *ds.test_files))
+    if key not in _decoded:
+        arrays = _decode(found)
+        for a in arrays:
+            a.setflags(write=False)
+        if len(_decoded) >= 2:
+            _decoded.pop(next(iter(_decoded)))
+        _decoded[key] = arrays
+    return _decoded[key]
+
+
+def _decode(found):
     ds, hint = found.dataset, fix_hint(found)
     train_images, train_labels = ds.train_files
     test_images, test_labels = ds.test_files

@@ -177,23 +177,12 @@ def code_version() -> str:
     return __version__
 
 
-@lru_cache(maxsize=2)
-def _raw_idx(dataset: str):
-    """The decoded IDX files (uint8), once per process: a sweep asks for several
-    subset sizes, and decoding the gzip files costs more than splitting them."""
-    from ..data.mnist import _found, read_idx_dataset
-    arrays = read_idx_dataset(_found(dataset, None, False))
-    for a in arrays:
-        a.setflags(write=False)
-    return arrays
-
-
 @lru_cache(maxsize=8)
 def load_data(dataset: str, num_train: int | None, num_val: int | None, num_test: int | None,
               flatten: bool) -> dict:
-    """The dataset as the course's dict (the loaders' preprocessing), cached per process."""
-    from ..data import get_CIFAR10_data
-    from ..data.split import split_and_preprocess
+    """The dataset as the course's dict, cached per process (the loaders cache the
+    decoded files, so other subset sizes cost only the split)."""
+    from ..data import get_CIFAR10_data, load_fashion_mnist, load_mnist
     sizes = {k: v for k, v in (("num_training", num_train), ("num_validation", num_val),
                                 ("num_test", num_test)) if v is not None}
     if dataset == "cifar10":
@@ -201,8 +190,8 @@ def load_data(dataset: str, num_train: int | None, num_val: int | None, num_test
         if flatten:
             data = {k: (v.reshape(len(v), -1) if k.startswith("X") else v) for k, v in data.items()}
     else:
-        sizes = {"num_training": 59000, "num_validation": 1000, "num_test": 10000, **sizes}
-        data = split_and_preprocess(*_raw_idx(dataset), scale=True, flatten=flatten, dtype=np.float32, **sizes)
+        loader = load_fashion_mnist if dataset == "fashion-mnist" else load_mnist
+        data = loader(flatten=flatten, **sizes)
     for v in data.values():
         v.setflags(write=False)
     return data
