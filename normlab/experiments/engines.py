@@ -85,7 +85,7 @@ def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
 
 
 def _figure(cfg, rows, out_dir):
-    fig, (ax,) = figures.new_figure(1, 1, width=6.4, height=3.8,
+    fig, (ax,) = figures.new_figure(1, 1, width=9.0, height=3.8,
                                     title="NumPy vs torch engine: relative loss difference per step")
     names = list(dict.fromkeys(r["case"] for r in rows))
     for r in rows:
@@ -95,5 +95,6 @@ def _figure(cfg, rows, out_dir):
                 label=f"{r['case']} ({r['dtype']})")
     ax.axhline(cfg.tolerance, color="k", lw=0.8, ls=":", label=f"float64 tolerance {cfg.tolerance:g}")
     ax.set(yscale="log", xlabel="update step", ylabel="|loss_numpy - loss_torch| / loss_numpy")
-    ax.legend(fontsize=6, ncol=2, loc="lower right")
+    # Outside the axes: inside, it hid the float64 curves at the bottom of the plot.
+    fig.legend(fontsize=7, loc="outside right lower")
     return figures.save(fig, out_dir / "crosscheck")
