@@ -237,6 +237,7 @@ def _cmd_run(args) -> int:
 
 def _cmd_reproduce(args) -> int:
     from .reproduce import reproduce
+    _require_torch_installed(args.engine)
     reporter = _Reporter()
     try:
         if args.resume:
@@ -245,7 +246,7 @@ def _cmd_reproduce(args) -> int:
         else:
             out = args.out or os.path.join("runs", _stamp())
             outcome = reproduce(out, names=args.only, quick=args.quick, jobs=args.jobs,
-                                scheduler=args.scheduler, progress=reporter)
+                                scheduler=args.scheduler, progress=reporter, engine=args.engine)
     except KeyboardInterrupt:
         reporter._close()
         where = args.resume or args.out
@@ -298,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "figures, metrics.json, report.md and a self-contained report.html.")
     rp.add_argument("--only", metavar="NAME,...", type=lambda t: [n for n in t.split(",") if n],
                     help="run only these experiments (comma-separated names from `normlab list`)")
+    rp.add_argument("--engine", choices=("numpy", "torch", "both"),
+                    help="train every experiment's nets on this engine; 'both' puts the torch engine "
+                         "(normlab[torch]) beside the NumPy engine in every figure and table "
+                         "(default: each experiment's own, see `normlab run NAME --help`)")
     rp.add_argument("--resume", metavar="RUN_DIR",
                     help="finish the sweep of an interrupted run directory (trains only missing runs)")
     _sweep_options(rp, default_out="runs/TIMESTAMP")
@@ -368,9 +373,9 @@ def _parse(argv):
         parser.error(f"unrecognized arguments: {' '.join(extras)}")
     if args.command == "reproduce":
         rp = parser.commands["reproduce"]
-        if args.resume and (args.only or args.quick or args.out):
+        if args.resume and (args.only or args.quick or args.out or args.engine):
             rp.error("--resume RUN_DIR continues that directory with its own configuration; "
-                     "leave out --only, --quick and --out")
+                     "leave out --only, --quick, --engine and --out")
         if args.only:
             from .reproduce import recipes
             unknown = [n for n in args.only if n not in recipes()]

@@ -120,13 +120,15 @@ def _cols(Y, fn):
     return out
 
 
-def sweep(ax, xs, groups: dict, ylabel: str, logx: bool = True, logy: bool = False, chance: float | None = None):
+def sweep(ax, xs, groups: dict, ylabel: str, logx: bool = True, logy: bool = False, chance: float | None = None,
+          styles: dict | None = None):
     """Values against a swept setting. ``groups`` maps a label to a list, one
     entry per x, of lists over seeds of ``(value, diverged)``; None values are
     runs without a value (diverged before it existed, failed, missing). The
     mean over seeds with values is a line with a min-max band; each x where
     some seed diverged gets an ``x`` (placed at the mean, or on the top edge
-    when no seed has a value)."""
+    when no seed has a value). ``styles`` maps a label to its line style
+    (default solid)."""
     xs = np.asarray(xs, dtype=float)
     for i, (label, per_x) in enumerate(groups.items()):
         color = color_for(label, i)
@@ -140,7 +142,7 @@ def sweep(ax, xs, groups: dict, ylabel: str, logx: bool = True, logy: bool = Fal
                 div_x.append(x)
                 div_y.append(mean[-1])
         nseeds = max((len(s) for s in per_x), default=0)
-        ax.plot(xs, mean, color=color, marker="o", ms=3.5, lw=1.6,
+        ax.plot(xs, mean, color=color, marker="o", ms=3.5, lw=1.6, ls=(styles or {}).get(label, "-"),
                 label=label + (f" (mean of {nseeds} seeds)" if nseeds > 1 else ""))
         if nseeds > 1:
             ax.fill_between(xs, lo, hi, color=color, alpha=0.18, lw=0)
@@ -161,17 +163,18 @@ def sweep(ax, xs, groups: dict, ylabel: str, logx: bool = True, logy: bool = Fal
     ax.set_ylabel(ylabel)
 
 
-def histories(groups: dict, title: str, stem, chance: float | None = None) -> list[Path]:
+def histories(groups: dict, title: str, stem, chance: float | None = None, styles: dict | None = None) -> list[Path]:
     """The course's three panels: training loss per iteration, train and
     validation accuracy per epoch. ``groups`` maps a label to its RunResults
-    (one per seed)."""
+    (one per seed); ``styles`` a label to its line style (default solid)."""
     fig, (ax_loss, ax_train, ax_val) = new_figure(3, 1, width=4.4, height=3.5, title=title)
     for i, (label, runs) in enumerate(groups.items()):
         c = color_for(label, i)
         div = lambda r: r.status == "diverged"
-        band(ax_loss, [(r.loss_history, div(r)) for r in runs], label, c, lw=0.9)
-        band(ax_train, [(r.train_acc_history, div(r)) for r in runs], label, c, marker="o")
-        band(ax_val, [(r.val_acc_history, div(r)) for r in runs], label, c, marker="o")
+        ls = (styles or {}).get(label, "-")
+        band(ax_loss, [(r.loss_history, div(r)) for r in runs], label, c, lw=0.9, linestyle=ls)
+        band(ax_train, [(r.train_acc_history, div(r)) for r in runs], label, c, marker="o", linestyle=ls)
+        band(ax_val, [(r.val_acc_history, div(r)) for r in runs], label, c, marker="o", linestyle=ls)
     ax_loss.set(title="Training loss", xlabel="iteration", ylabel="loss")
     ax_train.set(title="Training accuracy", xlabel="epoch", ylabel="accuracy")
     ax_val.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy")
@@ -190,10 +193,11 @@ def _finish_acc_axes(axes, chance):
 
 
 def grouped_bars(ax, categories, series: dict, ylabel: str, errors: dict | None = None, fmt: str | None = None,
-                 colors: list | None = None):
+                 colors: list | None = None, hatches: list | None = None):
     """Bars per category, one bar per series (label -> values); optional
     (lo, hi) error ranges per series; ``fmt`` writes each value above its bar;
-    ``colors`` overrides the normalization colours."""
+    ``colors`` overrides the normalization colours; ``hatches`` gives series
+    a fill pattern (None: plain)."""
     n = max(len(series), 1)
     width = 0.8 / n
     x = np.arange(len(categories))
@@ -201,7 +205,9 @@ def grouped_bars(ax, categories, series: dict, ylabel: str, errors: dict | None 
         vals = _as_array(values)
         pos = x + (i - (n - 1) / 2) * width
         color = colors[i] if colors else color_for(label, i)
-        bars = ax.bar(pos, np.nan_to_num(vals), width * 0.95, color=color, label=label)
+        hatch = hatches[i] if hatches else None
+        bars = ax.bar(pos, np.nan_to_num(vals), width * 0.95, color=color, label=label, hatch=hatch,
+                      edgecolor="white" if hatch else None, linewidth=0)
         if errors and label in errors:
             lo, hi = (_as_array(e) for e in errors[label])
             ax.errorbar(pos, vals, yerr=[vals - lo, hi - vals], fmt="none", ecolor="black", lw=1, capsize=2)

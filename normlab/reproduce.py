@@ -223,9 +223,10 @@ class Plan:
     specs: list
 
 
-def plan(names=None, quick=False, overrides=None) -> list:
+def plan(names=None, quick=False, overrides=None, engine=None) -> list:
     """Resolve recipes ``names`` (default: all, in course order): course defaults,
-    reduced by ``quick``, then ``overrides[name]`` (field -> value or string)."""
+    reduced by ``quick``, then ``engine`` ('numpy', 'torch' or 'both') for every
+    recipe that trains nets, then ``overrides[name]`` (field -> value or string)."""
     table = recipes()
     names = list(table) if not names else list(dict.fromkeys(names))
     for n in names:
@@ -240,6 +241,8 @@ def plan(names=None, quick=False, overrides=None) -> list:
         cfg = mod.Config()
         if quick:
             cfg = mod.quick(cfg)
+        if engine is not None and "engine" in {f.name for f in dataclasses.fields(cfg)}:
+            cfg = dataclasses.replace(cfg, engine=engine)
         if overrides.get(n):
             cfg = dataclasses.replace(cfg, **coerce_overrides(mod.Config, overrides[n]))
         plans.append(Plan(n, mod, cfg, list(mod.runs(cfg))))
@@ -340,16 +343,19 @@ def _open_store(out: Path):
 
 
 def reproduce(out_dir, names=None, quick=False, jobs=None, resume=False, scheduler=None,
-              overrides=None, progress=None) -> Outcome:
+              overrides=None, progress=None, engine=None) -> Outcome:
     """Run the recipes ``names`` (default: all) into the run directory ``out_dir``.
 
     ``jobs``: worker processes (default: the CPUs available); ``scheduler``: a
     Dask scheduler address instead of local workers; ``overrides``:
-    ``{experiment: {field: value}}``; ``progress``: a callable
-    ``(event, **info)`` (see :func:`_progress_adapter`) or None.
+    ``{experiment: {field: value}}``; ``engine``: 'numpy', 'torch' or 'both'
+    for every recipe that trains nets (default: each recipe's own);
+    ``progress``: a callable ``(event, **info)`` (see
+    :func:`_progress_adapter`) or None.
     With ``resume=True`` the directory must hold an earlier run's
-    ``config.json``; its configurations are reused (``names``, ``quick`` and
-    ``overrides`` must then be left out) and only unfinished runs are trained.
+    ``config.json``; its configurations are reused (``names``, ``quick``,
+    ``overrides`` and ``engine`` must then be left out) and only unfinished
+    runs are trained.
 
     Raises RunDirError (a non-empty ``out_dir`` without ``resume``, an
     unwritable one), ValueError (unknown experiment or option) and
@@ -362,14 +368,14 @@ def reproduce(out_dir, names=None, quick=False, jobs=None, resume=False, schedul
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     say = progress or (lambda event, **info: None)
     if resume:
-        if names or quick or overrides:
+        if names or quick or overrides or engine:
             raise ValueError("--resume reuses the run directory's own configuration; "
-                             "leave out experiment names, --quick and options")
+                             "leave out experiment names, --quick, --engine and options")
         stored = _load_config(out)
         plans = _plans_from_config(out, stored)
         quick = bool(stored.get("quick"))
     else:
-        plans = plan(names, quick, overrides)
+        plans = plan(names, quick, overrides, engine)
         if out.is_dir() and any(out.iterdir()):
             raise RunDirError(f"{out} already exists and is not empty; pass --resume {out} to finish "
                               f"that run, or choose a new --out")

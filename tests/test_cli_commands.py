@@ -177,11 +177,13 @@ def test_reproduce_quick_end_to_end(tmp_path):
     assert trained and all(again["experiments"][n] == metrics["experiments"][n] for n in trained)
 
 
-@pytest.mark.parametrize("argv", [["crosscheck"], ["run", "bn-vs-baseline", "--engine", "torch", "--quick"]])
+@pytest.mark.parametrize("argv", [["crosscheck"], ["run", "bn-vs-baseline", "--engine", "torch", "--quick"],
+                                  ["run", "spatial-bn", "--engine", "both", "--quick"],
+                                  ["reproduce", "--engine", "both", "--quick"]])
 def test_torch_engine_without_torch_is_one_line_error(argv, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)          # `import torch` raises ImportError
     out = tmp_path / "never"
-    assert cli.main(argv + (["--out", str(out)] if argv[0] == "run" else [])) == 1
+    assert cli.main(argv + (["--out", str(out)] if argv[0] != "crosscheck" else [])) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install 'normlab[torch]'" in err[0] and err[0].startswith("normlab: error:")
     assert not out.exists()

@@ -139,9 +139,6 @@ def test_train_eval_mode_both_engines_side_by_side(tmp_path):
     row = next(r for r in section.table if r["measure"] == "test accuracy, train mode")
     assert set(row) == {"measure", "baseline", "batchnorm", "baseline (torch engine)", "batchnorm (torch engine)"}
     assert "On the torch engine" in section.answer
-    with pytest.raises(ValueError, match="engine must be one of numpy, torch, got 'both'"):
-        from normlab.experiments import bn_vs_baseline
-        bn_vs_baseline.Config(engine="both")
 
 
 def test_cli_run_with_torch_engine(tmp_path, capsys):

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import subprocess
 import time
 import traceback
@@ -38,6 +37,7 @@ STATUSES = ("finished", "diverged", "failed")
 DATASETS = ("fashion-mnist", "mnist", "cifar10")
 EVALUATIONS = ("test_acc", "test_acc_train_mode", "per_class_test_acc")
 ENGINES = ("numpy", "torch")
+ENGINE_CHOICES = ENGINES + ("both",)        # a recipe's engine: one, or both side by side (experiments.sides)
 
 
 @dataclass(frozen=True)

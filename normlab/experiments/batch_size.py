@@ -2,9 +2,10 @@
 (BatchNormalization.ipynb, "Batch normalization and batch size"; "Layer normalization").
 
 Runs: ``baseline/batch=5/seed=S`` (no normalization, the smallest batch) and
-``{batchnorm,layernorm}/batch=B/seed=S``. Figures: one per normalization,
-train and validation accuracy per epoch for every batch size beside the
-baseline, mean over seeds with a min-max band.
+``{batchnorm,layernorm}/batch=B/seed=S`` (with ``engine='both'`` each again on
+the torch engine as ``torch/...``). Figures: one per normalization, train and
+validation accuracy per epoch for every batch size beside the baseline, mean
+over seeds with a min-max band; with both engines, one row per engine.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import figures
+from . import sides
 from .base import RunSpec, Section
 from .summarize import (best_val, check_common, compare, config_dict, fmt, group, positive, positive_tuple,
                         problems_sentence, spread, status_text)
@@ -37,7 +39,7 @@ class Config:
     num_epochs: int = 10                         # course: 10
     norms: tuple[str, ...] = NORMS               # course: batch norm, then layer norm
     dataset: str = "fashion-mnist"               # or "mnist" / "cifar10" when present
-    engine: str = "numpy"                        # or "torch": the same nets in torch.nn (normlab[torch])
+    engine: str = "numpy"                        # or "torch" (the same nets in torch.nn, normlab[torch]), or "both"
     # The course trains one seed; two show the spread. The 7 runs of a seed
     # cost ~35 CPU-seconds (1 BLAS thread; batch 5 dominates with 200 steps an
     # epoch), so 14 runs ~75 s; a third seed would push `normlab reproduce`
@@ -70,12 +72,13 @@ def _spec(cfg, label, norm, batch, seed):
                                  "weight_scale": cfg.weight_scale},
                    solver_kwargs={"update_rule": cfg.update_rule, "optim_config": {"learning_rate": cfg.learning_rate},
                                   "num_epochs": cfg.num_epochs, "batch_size": batch},
-                   dataset=cfg.dataset, num_train=cfg.num_train, seed=seed, engine=cfg.engine)
+                   dataset=cfg.dataset, num_train=cfg.num_train, seed=seed)
 
 
 def runs(cfg: Config) -> list[RunSpec]:
     specs = [_spec(cfg, "baseline", None, cfg.baseline_batch_size, s) for s in cfg.seeds]
-    return specs + [_spec(cfg, norm, norm, b, s) for norm in cfg.norms for b in cfg.batch_sizes for s in cfg.seeds]
+    specs += [_spec(cfg, norm, norm, b, s) for norm in cfg.norms for b in cfg.batch_sizes for s in cfg.seeds]
+    return sides.expand(cfg.engine, specs)
 
 
 def _trend(values: list) -> str:
@@ -90,54 +93,75 @@ def _trend(values: list) -> str:
     return "does not change monotonically with the batch size"
 
 
+def _measure(cfg, results) -> dict:
+    """One engine's numbers: the runs by group label and their spreads."""
+    base = group(results, f"baseline/batch={cfg.baseline_batch_size}")
+    m = {"baseline": base, "base_best": spread([best_val(r) for r in base]),
+         "base_train": spread([r.train_acc_history[-1] if r.status == "finished" else None for r in base]),
+         "runs": {}, "best": {}, "train": {}}
+    for norm in cfg.norms:
+        for b in cfg.batch_sizes:
+            rs = group(results, f"{norm}/batch={b}")
+            m["runs"][norm, b] = rs
+            m["best"][norm, b] = spread([best_val(r) for r in rs])
+            m["train"][norm, b] = spread([r.train_acc_history[-1] if r.status == "finished" else None for r in rs])
+    return m
+
+
+def _table(cfg, m, engine) -> list:
+    eng = {"engine": engine} if cfg.engine == "both" else {}
+    rows = [{"net": "baseline", **eng, "batch size": cfg.baseline_batch_size, "best val acc": m["base_best"].mean,
+             "best val acc range": [m["base_best"].lo, m["base_best"].hi] if m["base_best"].mean is not None else None,
+             "final train acc": m["base_train"].mean, "runs": status_text(m["baseline"], len(cfg.seeds))}]
+    for norm in cfg.norms:
+        for b in sorted(cfg.batch_sizes):
+            best = m["best"][norm, b]
+            rows.append({"net": norm, **eng, "batch size": b, "best val acc": best.mean,
+                         "best val acc range": [best.lo, best.hi] if best.mean is not None else None,
+                         "final train acc": m["train"][norm, b].mean,
+                         "runs": status_text(m["runs"][norm, b], len(cfg.seeds))})
+    return rows
+
+
+def _metrics(cfg, m) -> dict:
+    sizes = sorted(cfg.batch_sizes)
+    out = {"baseline": {"batch_size": cfg.baseline_batch_size, "best_val_acc": m["base_best"].as_dict()}}
+    for norm in cfg.norms:
+        have = [m["best"][norm, b].mean for b in sizes if m["best"][norm, b].mean is not None]
+        out[norm] = {"best_val_acc_by_batch": {str(b): m["best"][norm, b].as_dict() for b in sizes},
+                     "final_train_acc_by_batch": {str(b): m["train"][norm, b].as_dict() for b in sizes},
+                     "range_over_batch_sizes": max(have) - min(have) if have else None}
+    spreads = [x.hi - x.lo for x in m["best"].values() if x.n > 1]
+    if spreads:
+        out["max_seed_spread_best_val_acc"] = max(spreads)
+    return out
+
+
 def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
     out_dir = Path(out_dir)
     sizes = sorted(cfg.batch_sizes)
-    base_label = f"baseline/batch={cfg.baseline_batch_size}"
-    base = group(results, base_label)
-    paths, metrics, table = [], {}, []
-    base_best = spread([best_val(r) for r in base])
-    metrics["baseline"] = {"batch_size": cfg.baseline_batch_size, "best_val_acc": base_best.as_dict()}
-    table.append({"net": "baseline", "batch size": cfg.baseline_batch_size, "best val acc": base_best.mean,
-                  "best val acc range": [base_best.lo, base_best.hi] if base_best.mean is not None else None,
-                  "final train acc": spread([r.train_acc_history[-1] if r.status == "finished" else None
-                                             for r in base]).mean,
-                  "runs": status_text(base, len(cfg.seeds))})
-    sentences, seed_spread = [], []
+    measured = {e: _measure(cfg, rs) for e, rs in sides.split(cfg.engine, results).items()}
+    primary = next(iter(measured))
+    m = measured[primary]
+    metrics = _metrics(cfg, m)
+    table = [row for e in measured for row in _table(cfg, measured[e], e)]
+    paths = [_figure(cfg, norm, measured, out_dir)[0] for norm in cfg.norms]
+    sentences = []
     for norm in cfg.norms:
-        groups = {f"baseline, batch {cfg.baseline_batch_size}": base}
-        best, train = {}, {}
-        for b in sizes:
-            rs = group(results, f"{norm}/batch={b}")
-            groups[f"{norm}, batch {b}"] = rs
-            best[b] = spread([best_val(r) for r in rs])
-            train[b] = spread([r.train_acc_history[-1] if r.status == "finished" else None for r in rs])
-            if best[b].n > 1:
-                seed_spread.append(best[b].hi - best[b].lo)
-            table.append({"net": norm, "batch size": b, "best val acc": best[b].mean,
-                          "best val acc range": [best[b].lo, best[b].hi] if best[b].mean is not None else None,
-                          "final train acc": train[b].mean, "runs": status_text(rs, len(cfg.seeds))})
-        paths.append(_figure(cfg, norm, groups, out_dir)[0])
-        means = [best[b].mean for b in sizes]
-        trains = [train[b].mean for b in sizes]
-        have = [m for m in means if m is not None]
-        rng = max(have) - min(have) if have else None
-        metrics[norm] = {"best_val_acc_by_batch": {str(b): best[b].as_dict() for b in sizes},
-                         "final_train_acc_by_batch": {str(b): train[b].as_dict() for b in sizes},
-                         "range_over_batch_sizes": rng}
+        means = [m["best"][norm, b].mean for b in sizes]
+        trains = [m["train"][norm, b].mean for b in sizes]
+        rng = metrics[norm]["range_over_batch_sizes"]
         per = " / ".join(map(str, sizes))
         s = (f"With {LONG[norm]}, at batch sizes {per}, the best validation accuracy is "
-             f"{' / '.join(fmt(m) for m in means)}"
+             f"{' / '.join(fmt(v) for v in means)}"
              + (f" (means over {len(cfg.seeds)} seeds)" if len(cfg.seeds) > 1 else "")
              + f" and {_trend(means)}" + (f" (range {fmt(rng)})" if rng is not None else "")
-             + f"; the training accuracy after the last epoch is {' / '.join(fmt(m) for m in trains)} and "
+             + f"; the training accuracy after the last epoch is {' / '.join(fmt(v) for v in trains)} and "
              + f"{_trend(trains)}. ")
-        s += compare(best[sizes[0]], base_best, f"{LONG[norm]} at batch {sizes[0]}",
+        s += compare(m["best"][norm, sizes[0]], m["base_best"], f"{LONG[norm]} at batch {sizes[0]}",
                      f"the baseline at batch {cfg.baseline_batch_size}", "best validation accuracy")
         sentences.append(s)
-    noise = max(seed_spread) if seed_spread else None
-    if noise is not None:
-        metrics["max_seed_spread_best_val_acc"] = noise
+    noise = metrics.get("max_seed_spread_best_val_acc")
     if all(n in metrics and metrics[n]["range_over_batch_sizes"] is not None for n in NORMS):
         rb, rl = metrics["batchnorm"]["range_over_batch_sizes"], metrics["layernorm"]["range_over_batch_sizes"]
         if rb > rl:
@@ -156,28 +180,43 @@ def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
                   + ("" if not within else ", so " + " and ".join(within)
                      + (" variations are" if len(within) > 1 else " variation is") + " within seed noise"))
         sentences.append(s + ".")
+    if cfg.engine == "both":
+        t = measured["torch"]
+        metrics["torch engine"] = _metrics(cfg, t)
+        sentences.append(sides.engines_sentence(
+            [("best validation accuracy, baseline at batch " + str(cfg.baseline_batch_size), m["base_best"],
+              t["base_best"])]
+            + [(f"{LONG[norm]} at batch {b}", m["best"][norm, b], t["best"][norm, b])
+               for norm in cfg.norms for b in sizes]))
     answer = " ".join(sentences) + problems_sentence(results, len(runs(cfg)))
     return Section(NAME, TITLE, QUESTION, answer, config_dict(cfg), metrics, table, paths)
 
 
-def _figure(cfg, norm, groups, out_dir):
-    title = f"{LONG[norm].capitalize()} and batch size ({cfg.dataset})"
+def _figure(cfg, norm, measured, out_dir):
+    """Training and validation accuracy per epoch for each batch size beside the baseline; one row per engine."""
+    title = f"{LONG[norm].capitalize()} and batch size ({cfg.dataset}){sides.title_suffix(cfg.engine)}"
     # One colour per batch size, light (small batch) to dark (large); the baseline grey and dashed.
     import matplotlib
     cmap = matplotlib.colormaps["Blues" if norm == "batchnorm" else "Greens"]
-    sizes = [k for k in groups if not k.startswith("baseline")]
-    fig, axes = figures.new_figure(2, 1, width=4.8, height=3.6, title=title)
-    for i, (label, rs) in enumerate(groups.items()):
-        base = label.startswith("baseline")
-        color = figures.COLORS["baseline"] if base else cmap(0.45 + 0.55 * sizes.index(label) / max(len(sizes) - 1, 1))
-        for ax, attr in zip(axes, ("train_acc_history", "val_acc_history")):
-            figures.band(ax, [(getattr(r, attr), r.status == "diverged") for r in rs], label, color, marker="o",
-                         linestyle="--" if base else "-")
-    axes[0].set(title="Training accuracy", xlabel="epoch", ylabel="accuracy")
-    axes[1].set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy")
+    sizes = sorted(cfg.batch_sizes)
+    fig, axes = figures.new_figure(2, len(measured), width=4.8, height=3.6, title=title)
+    for row, (engine, m) in enumerate(measured.items()):
+        groups = {f"baseline, batch {cfg.baseline_batch_size}": m["baseline"],
+                  **{f"{norm}, batch {b}": m["runs"][norm, b] for b in sizes}}
+        ax_train, ax_val = axes[2 * row], axes[2 * row + 1]
+        for label, rs in groups.items():
+            base = label.startswith("baseline")
+            color = (figures.COLORS["baseline"] if base
+                     else cmap(0.45 + 0.55 * sizes.index(int(label.rsplit(" ", 1)[1])) / max(len(sizes) - 1, 1)))
+            for ax, attr in ((ax_train, "train_acc_history"), (ax_val, "val_acc_history")):
+                figures.band(ax, [(getattr(r, attr), r.status == "diverged") for r in rs], label, color, marker="o",
+                             linestyle="--" if base else "-")
+        on = f" ({sides.LONG[engine]})" if cfg.engine == "both" else ""
+        ax_train.set(title="Training accuracy" + on, xlabel="epoch", ylabel="accuracy")
+        ax_val.set(title="Validation accuracy" + on, xlabel="epoch", ylabel="accuracy")
+        ax_val.legend(loc="lower right")
     for ax in axes:
         ax.set_ylim(0, 1)
         ax.axhline(0.1, color="0.5", lw=0.8, ls=":")
         ax.xaxis.get_major_locator().set_params(integer=True)
-    axes[1].legend(loc="lower right")
     return figures.save(fig, out_dir / f"batch-size-{norm}")

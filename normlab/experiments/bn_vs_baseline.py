@@ -1,8 +1,10 @@
 """bn-vs-baseline: the six-layer net trained with and without batch norm
 (BatchNormalization.ipynb, "Batchnorm for deep networks").
 
-Runs: ``{baseline,batchnorm}/seed=S``. Figure: training loss per iteration,
-train and validation accuracy per epoch, mean over seeds with a min-max band.
+Runs: ``{baseline,batchnorm}/seed=S`` (with ``engine='both'`` each again on
+the torch engine as ``torch/...``, see ``sides``). Figure: training loss per
+iteration, train and validation accuracy per epoch, mean over seeds with a
+min-max band (the torch engine dashed).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import figures
+from . import sides
 from .base import RunSpec, Section
 from .summarize import (best_val, check_common, compare, config_dict, final_loss, group, positive, positive_tuple,
                         problems_sentence, spread, status_text)
@@ -32,7 +35,7 @@ class Config:
     learning_rate: float = 1e-3                  # course: Adam, 1e-3
     update_rule: str = "adam"
     dataset: str = "fashion-mnist"               # or "mnist" / "cifar10" when present
-    engine: str = "numpy"                        # or "torch": the same nets in torch.nn (normlab[torch])
+    engine: str = "numpy"                        # or "torch" (the same nets in torch.nn, normlab[torch]), or "both"
     # The course trains one seed. Three show the spread; 6 runs of ~1.3 s
     # (1 BLAS thread) are ~8 s of the reproduce budget.
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -51,13 +54,14 @@ def quick(cfg: Config) -> Config:
 
 
 def runs(cfg: Config) -> list[RunSpec]:
-    return [RunSpec(experiment=NAME, name=f"{label}/seed={s}", model="fc",
-                    model_kwargs={"hidden_dims": list(cfg.hidden_dims), "normalization": norm,
-                                  "weight_scale": cfg.weight_scale},
-                    solver_kwargs={"update_rule": cfg.update_rule, "optim_config": {"learning_rate": cfg.learning_rate},
-                                   "num_epochs": cfg.num_epochs, "batch_size": cfg.batch_size},
-                    dataset=cfg.dataset, num_train=cfg.num_train, seed=s, engine=cfg.engine)
-            for label, norm in NETS for s in cfg.seeds]
+    return sides.expand(cfg.engine, [
+        RunSpec(experiment=NAME, name=f"{label}/seed={s}", model="fc",
+                model_kwargs={"hidden_dims": list(cfg.hidden_dims), "normalization": norm,
+                              "weight_scale": cfg.weight_scale},
+                solver_kwargs={"update_rule": cfg.update_rule, "optim_config": {"learning_rate": cfg.learning_rate},
+                               "num_epochs": cfg.num_epochs, "batch_size": cfg.batch_size},
+                dataset=cfg.dataset, num_train=cfg.num_train, seed=s)
+        for label, norm in NETS for s in cfg.seeds])
 
 
 def _summary(runs_):
@@ -69,10 +73,15 @@ def _summary(runs_):
 
 def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
     out_dir = Path(out_dir)
-    groups = {label: group(results, label) for label, _ in NETS}
-    fig = figures.histories(groups, f"Six-layer net with and without batch norm ({cfg.dataset})",
-                            out_dir / "bn-vs-baseline", chance=0.1)
-    s = {label: _summary(rs) for label, rs in groups.items()}
+    by_engine = {e: {label: group(rs, label) for label, _ in NETS} for e, rs in sides.split(cfg.engine, results).items()}
+    primary = next(iter(by_engine))
+    fig = figures.histories(
+        {sides.tag(label, e, cfg.engine): rs for e, groups in by_engine.items() for label, rs in groups.items()},
+        f"Six-layer net with and without batch norm ({cfg.dataset}){sides.title_suffix(cfg.engine)}",
+        out_dir / "bn-vs-baseline", chance=0.1,
+        styles={sides.tag(label, e, cfg.engine): sides.LINESTYLE[e] for e in by_engine for label, _ in NETS})
+    stats = {e: {label: _summary(rs) for label, rs in groups.items()} for e, groups in by_engine.items()}
+    s = stats[primary]
     b, n = s["batchnorm"], s["baseline"]
     answer = " ".join([
         compare(b["best_val_acc"], n["best_val_acc"], "batch norm", "no normalization", "best validation accuracy"),
@@ -80,11 +89,22 @@ def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
                 "validation accuracy after the first epoch"),
         compare(b["final_loss"], n["final_loss"], "batch norm", "no normalization",
                 f"training loss in epoch {cfg.num_epochs}", higher_is_better=False),
-    ]) + problems_sentence(results, 2 * len(cfg.seeds))
-    table = [{"net": label, **{k: v.mean for k, v in s[label].items()},
-              "best_val_acc_range": None if s[label]["best_val_acc"].mean is None
-              else [s[label]["best_val_acc"].lo, s[label]["best_val_acc"].hi],
-              "runs": status_text(groups[label], len(cfg.seeds))}
-             for label, _ in NETS]
+    ])
+    if "torch" in stats and cfg.engine == "both":
+        t = stats["torch"]
+        answer += " " + sides.engines_sentence(
+            [(f"{m} {'with' if label == 'batchnorm' else 'without'} batch norm", s[label][key], t[label][key])
+             for label, _ in reversed(NETS) for key, m in (("best_val_acc", "best validation accuracy"),
+                                                           ("final_loss", "final training loss"))])
+    answer += problems_sentence(results, len(runs(cfg)))
+    table = [{"net": label, **({"engine": e} if cfg.engine == "both" else {}),
+              **{k: v.mean for k, v in stats[e][label].items()},
+              "best_val_acc_range": None if stats[e][label]["best_val_acc"].mean is None
+              else [stats[e][label]["best_val_acc"].lo, stats[e][label]["best_val_acc"].hi],
+              "runs": status_text(by_engine[e][label], len(cfg.seeds))}
+             for e in by_engine for label, _ in NETS]
     metrics = {label: {k: v.as_dict() for k, v in s[label].items()} for label, _ in NETS}
+    if cfg.engine == "both":
+        metrics["torch engine"] = {label: {k: v.as_dict() for k, v in stats["torch"][label].items()}
+                                   for label, _ in NETS}
     return Section(NAME, TITLE, QUESTION, answer, config_dict(cfg), metrics, table, [fig[0]])

@@ -2,9 +2,11 @@
 and with group norm (ConvolutionalNetworks.ipynb, "Spatial batch
 normalization" and "Group normalization").
 
-Runs: ``{none,batchnorm,groupnorm}/seed=S`` (ThreeLayerConvNet; with
-'groupnorm' the hidden affine layer gets layer norm). Figure: training loss,
-train and validation accuracy, mean over seeds with a min-max band.
+Runs: ``{baseline,batchnorm,groupnorm}/seed=S`` (ThreeLayerConvNet; with
+'groupnorm' the hidden affine layer gets layer norm; with ``engine='both'``
+each again on the torch engine as ``torch/...``). Figure: training loss,
+train and validation accuracy, mean over seeds with a min-max band (the torch
+engine dashed).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import figures
+from . import sides
 from .base import RunSpec, Section
 from .summarize import (best_val, check_common, compare, config_dict, final_loss, group, positive, problems_sentence,
                         spread, status_text)
@@ -40,7 +43,7 @@ class Config:
     num_train: int = 2000                        # a few thousand images ...
     num_epochs: int = 3                          # ... and a few epochs: ~4.5 s a run (1 BLAS thread)
     dataset: str = "fashion-mnist"               # or "mnist" / "cifar10" when present
-    engine: str = "numpy"                        # or "torch": the same nets in torch.nn (normlab[torch])
+    engine: str = "numpy"                        # or "torch" (the same nets in torch.nn, normlab[torch]), or "both"
     seeds: tuple[int, ...] = (0, 1, 2)           # 9 runs, ~40 s in all
 
     def __post_init__(self):
@@ -62,26 +65,35 @@ def quick(cfg: Config) -> Config:
 
 
 def runs(cfg: Config) -> list[RunSpec]:
-    return [RunSpec(experiment=NAME, name=f"{label}/seed={s}", model="cnn",
-                    model_kwargs={"num_filters": cfg.num_filters, "filter_size": cfg.filter_size,
-                                  "hidden_dim": cfg.hidden_dim, "weight_scale": cfg.weight_scale,
-                                  "normalization": norm, "num_groups": cfg.num_groups},
-                    solver_kwargs={"update_rule": cfg.update_rule, "optim_config": {"learning_rate": cfg.learning_rate},
-                                   "num_epochs": cfg.num_epochs, "batch_size": cfg.batch_size},
-                    dataset=cfg.dataset, num_train=cfg.num_train, seed=s, engine=cfg.engine)
-            for label, norm in NETS for s in cfg.seeds]
+    return sides.expand(cfg.engine, [
+        RunSpec(experiment=NAME, name=f"{label}/seed={s}", model="cnn",
+                model_kwargs={"num_filters": cfg.num_filters, "filter_size": cfg.filter_size,
+                              "hidden_dim": cfg.hidden_dim, "weight_scale": cfg.weight_scale,
+                              "normalization": norm, "num_groups": cfg.num_groups},
+                solver_kwargs={"update_rule": cfg.update_rule, "optim_config": {"learning_rate": cfg.learning_rate},
+                               "num_epochs": cfg.num_epochs, "batch_size": cfg.batch_size},
+                dataset=cfg.dataset, num_train=cfg.num_train, seed=s)
+        for label, norm in NETS for s in cfg.seeds])
+
+
+def _summary(rs) -> dict:
+    return {"best_val_acc": spread([best_val(r) for r in rs]),
+            "val_acc_epoch1": spread([r.val_acc_history[1] if len(r.val_acc_history) > 1 else None for r in rs]),
+            "final_loss": spread([final_loss(r) for r in rs])}
 
 
 def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
     out_dir = Path(out_dir)
-    groups = {label: group(results, label) for label, _ in NETS}
-    fig = figures.histories(groups, f"Conv net {cfg.num_filters}x{cfg.filter_size}x{cfg.filter_size}, "
-                                    f"hidden {cfg.hidden_dim} ({cfg.dataset})",
-                            out_dir / "spatial-bn", chance=0.1)
-    s = {label: {"best_val_acc": spread([best_val(r) for r in rs]),
-                 "val_acc_epoch1": spread([r.val_acc_history[1] if len(r.val_acc_history) > 1 else None for r in rs]),
-                 "final_loss": spread([final_loss(r) for r in rs])}
-         for label, rs in groups.items()}
+    by_engine = {e: {label: group(rs, label) for label, _ in NETS} for e, rs in sides.split(cfg.engine, results).items()}
+    primary = next(iter(by_engine))
+    fig = figures.histories(
+        {sides.tag(label, e, cfg.engine): rs for e, groups in by_engine.items() for label, rs in groups.items()},
+        f"Conv net {cfg.num_filters}x{cfg.filter_size}x{cfg.filter_size}, hidden {cfg.hidden_dim} "
+        f"({cfg.dataset}){sides.title_suffix(cfg.engine)}",
+        out_dir / "spatial-bn", chance=0.1,
+        styles={sides.tag(label, e, cfg.engine): sides.LINESTYLE[e] for e in by_engine for label, _ in NETS})
+    stats = {e: {label: _summary(rs) for label, rs in groups.items()} for e, groups in by_engine.items()}
+    s = stats[primary]
     parts = []
     for label in ("batchnorm", "groupnorm"):
         parts.append(compare(s[label]["best_val_acc"], s["baseline"]["best_val_acc"], LONG[label],
@@ -90,10 +102,17 @@ def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
                              LONG["baseline"], "validation accuracy after one epoch"))
     parts.append(compare(s["batchnorm"]["final_loss"], s["groupnorm"]["final_loss"], LONG["batchnorm"],
                          LONG["groupnorm"], f"training loss in epoch {cfg.num_epochs}", higher_is_better=False))
+    if cfg.engine == "both":
+        parts.append(sides.engines_sentence([(f"best validation accuracy, {LONG[label]}", s[label]["best_val_acc"],
+                                              stats["torch"][label]["best_val_acc"]) for label, _ in NETS]))
     answer = " ".join(parts) + problems_sentence(results, len(runs(cfg)))
-    table = [{"net": LONG[label], **{k: v.mean for k, v in s[label].items()},
-              "best_val_acc_range": None if s[label]["best_val_acc"].mean is None
-              else [s[label]["best_val_acc"].lo, s[label]["best_val_acc"].hi],
-              "runs": status_text(groups[label], len(cfg.seeds))} for label, _ in NETS]
+    table = [{"net": LONG[label], **({"engine": e} if cfg.engine == "both" else {}),
+              **{k: v.mean for k, v in stats[e][label].items()},
+              "best_val_acc_range": None if stats[e][label]["best_val_acc"].mean is None
+              else [stats[e][label]["best_val_acc"].lo, stats[e][label]["best_val_acc"].hi],
+              "runs": status_text(by_engine[e][label], len(cfg.seeds))} for e in by_engine for label, _ in NETS]
     metrics = {label: {k: v.as_dict() for k, v in s[label].items()} for label, _ in NETS}
+    if cfg.engine == "both":
+        metrics["torch engine"] = {label: {k: v.as_dict() for k, v in stats["torch"][label].items()}
+                                   for label, _ in NETS}
     return Section(NAME, TITLE, QUESTION, answer, config_dict(cfg), metrics, table, [fig[0]])

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .base import DATASETS, ENGINES, RunResult
+from .base import DATASETS, ENGINE_CHOICES, RunResult
 
 __all__ = ["Spread", "spread", "group", "best_val", "best_train", "final_loss", "status_text",
            "problems_sentence", "compare", "times", "check_common", "class_names", "config_dict", "fmt", "positive",
@@ -140,9 +140,9 @@ def check_common(cfg) -> None:
     """Validation shared by every Config: dataset, seeds and (for training recipes) engine."""
     if cfg.dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {cfg.dataset!r}")
-    engine, allowed = getattr(cfg, "engine", "numpy"), getattr(cfg, "engines_allowed", ENGINES)
-    if engine not in allowed:
-        raise ValueError(f"engine must be one of {', '.join(allowed)}, got {engine!r}")
+    engine = getattr(cfg, "engine", "numpy")
+    if engine not in ENGINE_CHOICES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINE_CHOICES)}, got {engine!r}")
     seeds = cfg.seeds
     if (not isinstance(seeds, tuple) or not seeds
             or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds)):

@@ -12,9 +12,10 @@ modes and per class. Figures: training loss and validation accuracy per
 epoch; test accuracy in the two modes; per-class test accuracy.
 
 With ``engine='both'`` every net is also trained on the torch engine (the
-same net in ``torch.nn``, same start and batches; runs ``torch/{label}/seed=S``)
-and the table and the answer give the torch engine's numbers beside the NumPy
-engine's.
+same net in ``torch.nn``, same start and batches; runs ``torch/{label}/seed=S``,
+see ``sides``): the figures draw it dashed (curves) or hatched (bars) beside
+the NumPy engine, and the table and the answer give its numbers beside the
+NumPy engine's.
 
 The measured model is the one after the last epoch, as in the notebook
 (``restore_best=False``: the Solver does not swap in its best-validation
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import figures
+from . import sides
 from .base import RunSpec, Section
 from .summarize import (check_common, class_names, compare, config_dict, fmt, group, positive, positive_tuple,
                         problems_sentence, spread, status_text)
@@ -61,7 +63,6 @@ class Config:
     # reproduce budget on 2 cores. Test accuracy is measured on 10,000 images
     # (sampling error ~0.4%).
     seeds: tuple[int, ...] = (0,)
-    engines_allowed = ("numpy", "torch", "both")    # not a field: what check_common accepts for engine
 
     def __post_init__(self):
         check_common(self)
@@ -80,23 +81,15 @@ def quick(cfg: Config) -> Config:
     return dataclasses.replace(cfg, hidden_dims=(64, 32), num_train=640, num_epochs=2, seeds=cfg.seeds[:1])
 
 
-def _engines(cfg: Config) -> list[tuple[str, str]]:
-    """(engine, run-name prefix) pairs: the primary engine's runs carry no prefix."""
-    if cfg.engine == "both":
-        return [("numpy", ""), ("torch", "torch/")]
-    return [(cfg.engine, "")]
-
-
 def runs(cfg: Config) -> list[RunSpec]:
-    return [RunSpec(experiment=NAME, name=f"{prefix}{label}/seed={s}", model="fc",
-                    model_kwargs={"hidden_dims": list(cfg.hidden_dims), "normalization": norm,
-                                  "weight_scale": cfg.weight_scale, "bias_before_norm": cfg.bias_before_norm},
-                    solver_kwargs={"update_rule": cfg.update_rule, "optim_config": {"learning_rate": cfg.learning_rate},
-                                   "num_epochs": cfg.num_epochs, "batch_size": cfg.batch_size,
-                                   "restore_best": False},
-                    dataset=cfg.dataset, num_train=cfg.num_train, seed=s, evaluate=EVALUATE,
-                    engine=engine)
-            for engine, prefix in _engines(cfg) for label, norm in NETS for s in cfg.seeds]
+    return sides.expand(cfg.engine, [
+        RunSpec(experiment=NAME, name=f"{label}/seed={s}", model="fc",
+                model_kwargs={"hidden_dims": list(cfg.hidden_dims), "normalization": norm,
+                              "weight_scale": cfg.weight_scale, "bias_before_norm": cfg.bias_before_norm},
+                solver_kwargs={"update_rule": cfg.update_rule, "optim_config": {"learning_rate": cfg.learning_rate},
+                               "num_epochs": cfg.num_epochs, "batch_size": cfg.batch_size, "restore_best": False},
+                dataset=cfg.dataset, num_train=cfg.num_train, seed=s, evaluate=EVALUATE)
+        for label, norm in NETS for s in cfg.seeds])
 
 
 def _extra(r, key):
@@ -121,11 +114,14 @@ def _stats(rs) -> dict:
 
 def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
     out_dir = Path(out_dir)
-    groups = {label: group(results, label) for label, _ in NETS}
+    by_engine = {e: {label: group(rs, label) for label, _ in NETS} for e, rs in sides.split(cfg.engine, results).items()}
+    primary = next(iter(by_engine))
+    groups = by_engine[primary]
     classes = class_names(cfg.dataset)
-    s = {label: _stats(rs) for label, rs in groups.items()}
-    second = {label: _stats(group(results, "torch/" + label)) for label, _ in NETS} if cfg.engine == "both" else {}
-    paths = [_curves(cfg, groups, out_dir)[0], _test_figure(cfg, s, classes, out_dir)[0]]
+    stats = {e: {label: _stats(rs) for label, rs in g.items()} for e, g in by_engine.items()}
+    s = stats[primary]
+    second = stats["torch"] if cfg.engine == "both" else {}
+    paths = [_curves(cfg, by_engine, out_dir)[0], _test_figure(cfg, stats, classes, out_dir)[0]]
 
     b, n = s["batchnorm"], s["baseline"]
     parts = [compare(b["final_loss"], n["final_loss"], "batch norm", "no normalization",
@@ -164,7 +160,7 @@ def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
     answer = " ".join(parts) + problems_sentence(results, len(runs(cfg)))
 
     all_stats = {**s, **{f"{k} (torch engine)": v for k, v in second.items()}}
-    all_groups = {**groups, **{f"{k} (torch engine)": group(results, "torch/" + k) for k in second}}
+    all_groups = {**groups, **{f"{k} (torch engine)": by_engine["torch"][k] for k in second}}
 
     def row(what, get):
         return {"measure": what, **{label: get(label) for label in all_stats}}
@@ -179,15 +175,18 @@ def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
     return Section(NAME, TITLE, QUESTION, answer, config_dict(cfg), metrics, table, paths)
 
 
-def _curves(cfg, groups, out_dir):
+def _curves(cfg, by_engine, out_dir):
     fig, (ax_loss, ax_val) = figures.new_figure(2, 1, width=4.8, height=3.6,
                                                 title=f"MLP 512-256, SGD {cfg.learning_rate:g}, batch "
-                                                      f"{cfg.batch_size} ({cfg.dataset})")
-    for i, (label, rs) in enumerate(groups.items()):
-        c = figures.color_for(label, i)
-        figures.band(ax_loss, [(r.epoch_losses(), r.status == "diverged") for r in rs], label, c,
-                     x=list(range(1, cfg.num_epochs + 1)), marker="o")
-        figures.band(ax_val, [(r.val_acc_history, r.status == "diverged") for r in rs], label, c, marker="o")
+                                                      f"{cfg.batch_size} ({cfg.dataset})"
+                                                      + sides.title_suffix(cfg.engine))
+    for engine, groups in by_engine.items():
+        for i, (label, rs) in enumerate(groups.items()):
+            c, name, ls = figures.color_for(label, i), sides.tag(label, engine, cfg.engine), sides.LINESTYLE[engine]
+            figures.band(ax_loss, [(r.epoch_losses(), r.status == "diverged") for r in rs], name, c,
+                         x=list(range(1, cfg.num_epochs + 1)), marker="o", linestyle=ls)
+            figures.band(ax_val, [(r.val_acc_history, r.status == "diverged") for r in rs], name, c, marker="o",
+                         linestyle=ls)
     ax_loss.set(title="Training loss (mean per epoch)", xlabel="epoch", ylabel="loss")
     ax_val.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
     for ax in (ax_loss, ax_val):
@@ -196,18 +195,30 @@ def _curves(cfg, groups, out_dir):
     return figures.save(fig, out_dir / "train-eval-mode-training")
 
 
-def _test_figure(cfg, s, classes, out_dir):
+def _test_figure(cfg, stats, classes, out_dir):
     fig, (ax_mode, ax_class) = figures.new_figure(2, 1, width=6, height=3.8, width_ratios=[1, 2.6],
-                                                  title=f"Test accuracy after training ({cfg.dataset})")
-    figures.grouped_bars(ax_mode, ["no normalization", "batch norm"],
-                         {"eval mode (running statistics)": [s[k]["test_acc"].mean for k in ("baseline", "batchnorm")],
-                          "train mode (batch statistics)": [s[k]["test_acc_train_mode"].mean
-                                                            for k in ("baseline", "batchnorm")]},
-                         "test accuracy", fmt=".3f", colors=["#6a3d9a", "#ff7f0e"])
+                                                  title=f"Test accuracy after training ({cfg.dataset})"
+                                                        + sides.title_suffix(cfg.engine, bars=True))
+    nets = ("baseline", "batchnorm")
+    modes = {"eval mode (running statistics)": ("test_acc", "#6a3d9a"),
+             "train mode (batch statistics)": ("test_acc_train_mode", "#ff7f0e")}
+    series, colors, hatches = {}, [], []
+    for mode, (key, color) in modes.items():
+        for e, s in stats.items():
+            series[sides.tag(mode, e, cfg.engine)] = [s[k][key].mean for k in nets]
+            colors.append(color)
+            hatches.append(sides.HATCH[e])
+    figures.grouped_bars(ax_mode, ["no normalization", "batch norm"], series, "test accuracy",
+                         fmt=".3f" if len(stats) == 1 else ".2f", colors=colors, hatches=hatches)
     ax_mode.set(title="Eval mode vs train mode", ylim=(0, 1.3))
-    ax_mode.legend(loc="upper center", fontsize=7.5)
-    series = {label: s[label]["per_class"] or [None] * len(classes) for label, _ in NETS}
-    figures.grouped_bars(ax_class, list(classes), series, "test accuracy (eval mode)")
+    ax_mode.legend(loc="upper center", fontsize=7.5 if len(stats) == 1 else 6.5)
+    series, colors, hatches = {}, [], []
+    for label, _ in NETS:
+        for e, s in stats.items():
+            series[sides.tag(label, e, cfg.engine)] = s[label]["per_class"] or [None] * len(classes)
+            colors.append(figures.color_for(label))
+            hatches.append(sides.HATCH[e])
+    figures.grouped_bars(ax_class, list(classes), series, "test accuracy (eval mode)", colors=colors, hatches=hatches)
     ax_class.set(title="Per-class test accuracy", ylim=(0, 1.15))
     ax_class.tick_params(axis="x", labelrotation=30)
     ax_class.legend(loc="upper right", ncol=2)

@@ -2,9 +2,10 @@
 batch norm (BatchNormalization.ipynb, "Batch normalization and initialization").
 
 Runs: ``{baseline,batchnorm}/scale=1.0e-04/seed=S`` for each of the weight
-scales. Figure: best validation accuracy, best training accuracy and final
-training loss against the weight scale (log axes), mean over seeds with a
-min-max band; a diverged run is marked with an ``x``.
+scales (with ``engine='both'`` each again on the torch engine as
+``torch/...``). Figure: best validation accuracy, best training accuracy and
+final training loss against the weight scale (log axes), mean over seeds with
+a min-max band (the torch engine dashed); a diverged run is marked with an ``x``.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import figures
+from . import sides
 from .base import RunSpec, Section
 from .summarize import (best_train, best_val, check_common, config_dict, final_loss, fmt, positive, positive_tuple,
                         problems_sentence, spread, status_text, times)
@@ -39,7 +41,7 @@ class Config:
     learning_rate: float = 1e-3                  # course: Adam, 1e-3
     update_rule: str = "adam"
     dataset: str = "fashion-mnist"               # or "mnist" / "cifar10" when present
-    engine: str = "numpy"                        # or "torch": the same nets in torch.nn (normlab[torch])
+    engine: str = "numpy"                        # or "torch" (the same nets in torch.nn, normlab[torch]), or "both"
     # The course trains one seed per scale. Two show the spread; the 80 runs
     # (~0.6 s baseline, ~1.2 s batch norm, 1 BLAS thread) cost ~75-90
     # CPU-seconds of the 5-minute reproduce budget; a third seed would add ~45.
@@ -67,12 +69,13 @@ def run_name(label: str, scale: float, seed: int) -> str:
 
 
 def runs(cfg: Config) -> list[RunSpec]:
-    return [RunSpec(experiment=NAME, name=run_name(label, w, s), model="fc",
-                    model_kwargs={"hidden_dims": list(cfg.hidden_dims), "normalization": norm, "weight_scale": w},
-                    solver_kwargs={"update_rule": cfg.update_rule, "optim_config": {"learning_rate": cfg.learning_rate},
-                                   "num_epochs": cfg.num_epochs, "batch_size": cfg.batch_size},
-                    dataset=cfg.dataset, num_train=cfg.num_train, seed=s, engine=cfg.engine)
-            for label, norm in NETS for w in cfg.weight_scales for s in cfg.seeds]
+    return sides.expand(cfg.engine, [
+        RunSpec(experiment=NAME, name=run_name(label, w, s), model="fc",
+                model_kwargs={"hidden_dims": list(cfg.hidden_dims), "normalization": norm, "weight_scale": w},
+                solver_kwargs={"update_rule": cfg.update_rule, "optim_config": {"learning_rate": cfg.learning_rate},
+                               "num_epochs": cfg.num_epochs, "batch_size": cfg.batch_size},
+                dataset=cfg.dataset, num_train=cfg.num_train, seed=s)
+        for label, norm in NETS for w in cfg.weight_scales for s in cfg.seeds])
 
 
 def _per_scale(cfg, results, label, measure):
@@ -84,20 +87,46 @@ def _per_scale(cfg, results, label, measure):
     return out
 
 
+MEASURES = {"best_val_acc": best_val, "best_train_acc": best_train, "final_loss": final_loss}
+
+
 def _mean(seeds):
     return spread([v for v, _ in seeds]).mean
 
 
+def _measure(cfg, results) -> tuple[dict, dict, dict]:
+    """One engine's numbers: per-seed values per scale, their means, and the sensitivity summary per net."""
+    data = {m: {label: _per_scale(cfg, results, label, f) for label, _ in NETS} for m, f in MEASURES.items()}
+    means = {m: {label: [_mean(v) for v in data[m][label]] for label, _ in NETS} for m in MEASURES}
+    summary = {}
+    for label, _ in NETS:
+        vals = [(w, v) for w, v in zip(cfg.weight_scales, means["best_val_acc"][label]) if v is not None]
+        if not vals:
+            summary[label] = None
+            continue
+        lo, hi = min(v for _, v in vals), max(v for _, v in vals)
+        learns = [w for w, v in vals if v > 2 * CHANCE]
+        summary[label] = dict(lo=lo, hi=hi, range=hi - lo, best_scale=max(vals, key=lambda wv: wv[1])[0],
+                              learns=len(learns), learns_from=min(learns) if learns else None,
+                              learns_to=max(learns) if learns else None, scales=len(vals))
+    return data, means, summary
+
+
 def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
     out_dir = Path(out_dir)
-    measures = {"best_val_acc": best_val, "best_train_acc": best_train, "final_loss": final_loss}
-    data = {m: {label: _per_scale(cfg, results, label, f) for label, _ in NETS} for m, f in measures.items()}
+    per_engine = sides.split(cfg.engine, results)
+    measured = {e: _measure(cfg, rs) for e, rs in per_engine.items()}
+    primary = next(iter(measured))
 
     fig, axes = figures.new_figure(3, 1, width=4.5, height=3.6,
-                                   title=f"Eight-layer net: weight initialization scale ({cfg.dataset})")
-    figures.sweep(axes[0], cfg.weight_scales, data["best_val_acc"], "best validation accuracy", chance=CHANCE)
-    figures.sweep(axes[1], cfg.weight_scales, data["best_train_acc"], "best training accuracy", chance=CHANCE)
-    figures.sweep(axes[2], cfg.weight_scales, data["final_loss"], "final training loss", logy=True)
+                                   title=f"Eight-layer net: weight initialization scale "
+                                         f"({cfg.dataset}){sides.title_suffix(cfg.engine)}")
+    styles = {sides.tag(label, e, cfg.engine): sides.LINESTYLE[e] for e in measured for label, _ in NETS}
+    for ax, m, ylabel in zip(axes, MEASURES, ("best validation accuracy", "best training accuracy",
+                                              "final training loss")):
+        figures.sweep(ax, cfg.weight_scales, {sides.tag(label, e, cfg.engine): measured[e][0][m][label]
+                                              for e in measured for label, _ in NETS},
+                      ylabel, chance=None if m == "final_loss" else CHANCE, logy=m == "final_loss", styles=styles)
     for ax, t in zip(axes, ("Best validation accuracy", "Best training accuracy", "Final training loss")):
         ax.set(title=t, xlabel="weight initialization scale")
     axes[0].set_ylim(0, 1)
@@ -105,39 +134,51 @@ def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
     axes[0].legend(loc="best")
     paths = figures.save(fig, out_dir / "weight-scale")
 
-    means = {m: {label: [_mean(v) for v in data[m][label]] for label, _ in NETS} for m in measures}
-    metrics, summary = {}, {}
-    for label, _ in NETS:
-        vals = [(w, v) for w, v in zip(cfg.weight_scales, means["best_val_acc"][label]) if v is not None]
-        if not vals:
-            summary[label] = None
-            continue
-        lo, hi = min(v for _, v in vals), max(v for _, v in vals)
-        best_w = max(vals, key=lambda wv: wv[1])[0]
-        learns = [w for w, v in vals if v > 2 * CHANCE]
-        summary[label] = dict(lo=lo, hi=hi, range=hi - lo, best_scale=best_w, learns=len(learns),
-                              learns_from=min(learns) if learns else None, learns_to=max(learns) if learns else None,
-                              scales=len(vals))
-        metrics[label] = {**summary[label],
-                          **{f"{m}_by_scale": means[m][label] for m in measures},
-                          "diverged_runs": sum(r.status == "diverged" for n, r in results.items()
-                                               if n.startswith(label + "/"))}
-
-    answer = _answer(cfg, summary, means) + problems_sentence(results, len(runs(cfg)))
+    _, means, summary = measured[primary]
+    metrics = _metrics(per_engine[primary], means, summary)
+    answer = _answer(cfg, summary, means)
+    if cfg.engine == "both":
+        metrics["torch engine"] = _metrics(per_engine["torch"], *measured["torch"][1:])
+        answer += " " + _engines_answer(summary, measured["torch"][2])
+    answer += problems_sentence(results, len(runs(cfg)))
     table = []
     for i, w in enumerate(cfg.weight_scales):
         row = {"weight scale": w}
-        for m in measures:
-            for label, _ in NETS:
-                row[f"{m} ({label})"] = means[m][label][i]
+        for m in MEASURES:
+            for e in measured:
+                for label, _ in NETS:
+                    row[f"{m} ({sides.tag(label, e, cfg.engine)})"] = measured[e][1][m][label][i]
         issues = []
-        for label, _ in NETS:
-            rs = [results[n] for n in (run_name(label, w, s) for s in cfg.seeds) if n in results]
-            if any(r.status != "finished" for r in rs) or len(rs) < len(cfg.seeds):
-                issues.append(f"{label}: {status_text(rs, len(cfg.seeds))}")
+        for e, rs_all in per_engine.items():
+            for label, _ in NETS:
+                rs = [rs_all[n] for n in (run_name(label, w, s) for s in cfg.seeds) if n in rs_all]
+                if any(r.status != "finished" for r in rs) or len(rs) < len(cfg.seeds):
+                    issues.append(f"{sides.tag(label, e, cfg.engine)}: {status_text(rs, len(cfg.seeds))}")
         row["runs"] = "; ".join(issues) or "all finished"
         table.append(row)
     return Section(NAME, TITLE, QUESTION, answer, config_dict(cfg), metrics, table, [paths[0]])
+
+
+def _metrics(results, means, summary) -> dict:
+    """One engine's key numbers per net (nets without a finished run are left out)."""
+    return {label: {**summary[label], **{f"{m}_by_scale": means[m][label] for m in MEASURES},
+                    "diverged_runs": sum(r.status == "diverged" for n, r in results.items()
+                                         if n.startswith(label + "/"))}
+            for label, _ in NETS if summary[label] is not None}
+
+
+def _engines_answer(numpy_summary, torch_summary) -> str:
+    """The torch engine's sensitivity beside the NumPy engine's."""
+    parts = []
+    for label, long in (("baseline", "without batch norm"), ("batchnorm", "with batch norm")):
+        a, b = numpy_summary.get(label), torch_summary.get(label)
+        if a is None or b is None:
+            parts.append(f"{long}: not available on {'the NumPy' if a is None else 'the torch'} engine")
+            continue
+        parts.append(f"{long} the best validation accuracy spans {fmt(b['lo'])}-{fmt(b['hi'])} (range "
+                     f"{fmt(b['range'])}; NumPy engine {fmt(a['range'])}) and the net learns at {b['learns']} of "
+                     f"{b['scales']} scales (NumPy engine {a['learns']} of {a['scales']})")
+    return "On the torch engine (the same nets in torch.nn, the same starts and batches): " + "; ".join(parts) + "."
 
 
 def _answer(cfg, summary, means) -> str:
