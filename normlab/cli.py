@@ -164,8 +164,10 @@ def _experiment_parser(name, mod) -> argparse.ArgumentParser:
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         flag = "--" + f.name.replace("_", "-")
         flags = [flag] + (["--" + f.name] if "_" in f.name else [])
+        what = ("numpy, torch (the same nets in torch.nn; normlab[torch]) or both side by side; "
+                if f.name == "engine" else "")
         p.add_argument(*flags, dest=f.name, default=argparse.SUPPRESS, metavar=metavar(mod.Config, f.name),
-                       help=f"default: {format_value(default)}")
+                       help=f"{what}default: {format_value(default)}")
     return p
 
 

@@ -35,7 +35,7 @@ def _pngs(section):
 # --------------------------------------------------------------------------- answers adapt
 
 def test_bn_vs_baseline_says_so_when_batch_norm_is_worse(tmp_path):
-    cfg = dataclasses.replace(bn_vs_baseline.Config(), seeds=(0, 1))
+    cfg = dataclasses.replace(bn_vs_baseline.Config(), seeds=(0, 1), engine="numpy")
     results = {}
     for s in cfg.seeds:
         results[f"baseline/seed={s}"] = fake(f"baseline/seed={s}", [0.1, 0.6 + 0.01 * s, 0.7 + 0.01 * s],
@@ -146,7 +146,7 @@ def test_train_eval_mode_answers_from_the_measured_accuracies(tmp_path):
 
 
 def test_failed_and_missing_runs_do_not_break_the_analysis(tmp_path):
-    cfg = dataclasses.replace(bn_vs_baseline.Config(), seeds=(0, 1))
+    cfg = dataclasses.replace(bn_vs_baseline.Config(), seeds=(0, 1), engine="numpy")
     results = {"baseline/seed=0": fake("b0", [0.1, 0.5]),
                "batchnorm/seed=0": RunResult("h", "bn-vs-baseline", "batchnorm/seed=0", "failed",
                                              error="ValueError: boom\ntraceback")}

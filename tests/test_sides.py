@@ -3,6 +3,8 @@ engine, the torch engine, or both, and shows both side by side in its figures, t
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import sys
 
 import pytest
 
@@ -13,6 +15,8 @@ from normlab.experiments.registry import RECIPES
 from normlab.experiments.summarize import Spread, spread
 from normlab.reproduce import plan
 
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                 reason="the torch engine needs PyTorch (pip install 'normlab[torch]')")
 TRAINING = [m for m in RECIPES.values() if "engine" in {f.name for f in dataclasses.fields(m.Config)}]
 
 
@@ -48,7 +52,7 @@ def test_expand_and_split_round_trip():
 
 @pytest.mark.parametrize("mod", TRAINING, ids=lambda m: m.NAME)
 def test_every_training_recipe_accepts_both_and_doubles_its_runs(mod):
-    one = mod.runs(mod.Config())
+    one = mod.runs(dataclasses.replace(mod.Config(), engine="numpy"))
     both = mod.runs(dataclasses.replace(mod.Config(), engine="both"))
     assert len(both) == 2 * len(one)
     numpy_side, torch_side = both[:len(one)], both[len(one):]
@@ -97,9 +101,16 @@ def test_torch_runs_are_drawn_dashed_in_the_same_colour(monkeypatch):
     assert lines["batchnorm [numpy]"].get_color() == lines["batchnorm [torch]"].get_color()
 
 
-torch = pytest.importorskip("torch", reason="the torch engine needs PyTorch (pip install 'normlab[torch]')")
+def test_bn_vs_baseline_shows_both_engines_by_default_when_torch_is_there(monkeypatch):
+    from normlab.experiments import bn_vs_baseline
+    from normlab.torch_engine import torch_available
+    assert bn_vs_baseline.Config().engine == ("both" if torch_available() else "numpy")
+    monkeypatch.setitem(sys.modules, "torch", None)          # `import torch` raises ImportError
+    cfg = bn_vs_baseline.Config()
+    assert cfg.engine == "numpy" and all(s.engine == "numpy" for s in bn_vs_baseline.runs(cfg))
 
 
+@needs_torch
 @pytest.mark.parametrize("mod", TRAINING, ids=lambda m: m.NAME)
 def test_both_engines_side_by_side_in_figures_table_answer_and_metrics(mod, tmp_path):
     pytest.importorskip("matplotlib")

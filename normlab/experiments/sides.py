@@ -22,13 +22,23 @@ import dataclasses
 from .base import ENGINE_CHOICES as CHOICES
 from .summarize import Spread, fmt
 
-__all__ = ["CHOICES", "PREFIX", "LINESTYLE", "HATCH", "LONG", "variants", "expand", "split", "tag",
+__all__ = ["CHOICES", "PREFIX", "LINESTYLE", "HATCH", "LONG", "default_engine", "variants", "expand", "split", "tag",
            "title_suffix", "engines_sentence"]
 
 PREFIX = "torch/"                                   # run-name prefix of the torch runs under engine='both'
 LINESTYLE = {"numpy": "-", "torch": "--"}
 HATCH = {"numpy": None, "torch": "///"}
 LONG = {"numpy": "NumPy engine", "torch": "torch engine"}
+
+
+def default_engine() -> str:
+    """'both' when PyTorch is installed, else 'numpy': the default of a recipe that shows the torch engine
+    beside the NumPy engine whenever it can (torch is an optional extra)."""
+    import importlib.util
+    import sys
+    if "torch" in sys.modules:
+        return "numpy" if sys.modules["torch"] is None else "both"      # None: import blocked
+    return "both" if importlib.util.find_spec("torch") is not None else "numpy"
 
 
 def variants(engine: str) -> list[tuple[str, str]]:
