@@ -16,12 +16,55 @@ side as the scale, so a near-zero entry does not blow the ratio up):
   same-state generators).
 
 For float32 each engine's per-step loss is also compared with the float64
-trajectory (``f32_vs_f64``): when the engines differ from each other about
-as much as each differs from float64, the gap is float32 rounding amplified
-by training, not a disagreement of the implementations. The parameters that
-drift most in float32 are the biases before batch norm: their true gradient is
-0, and Adam divides their rounding noise by its own size (up to learning-rate
-sized steps); batch norm then cancels them, so the outputs do not see it.
+trajectory (``f32_vs_f64``; both engines against the same float64 losses of
+the NumPy engine, relative to them step by step): when the engines differ from
+each other about as much as each differs from float64, the gap is float32
+rounding amplified by training, not a disagreement of the implementations. The
+parameters that drift most in float32 are the biases before batch norm: their
+true gradient is 0, and Adam divides their rounding noise by its own size (up
+to learning-rate sized steps); batch norm then cancels them, so the outputs do
+not see it.
+
+What turns float32 rounding into percent-level loss differences is ReLU: its
+gradient jumps where its input crosses 0. When an input of the float64 run lies
+within float32 rounding error of 0, a float32 run may see it with the other
+sign; from that step on its gradient, and so its trajectory, differs by a
+finite amount, and training carries that on (more inputs flip). Whether, and
+how early, a float32 run flips such an input is a coin toss of its rounding
+path, and any other rounding path (the other engine, another BLAS thread count,
+a start 1 ulp away) may toss differently. Measured (seed 0, 100 steps, BLAS on
+1 thread as the CLI pins it) on 'fc6 layernorm', where the table shows float32
+drifts of 6.6e-6 (NumPy) and 4.5e-2 (torch):
+
+- at step 9 the float64 input of layer 4, unit 79, sample 21 is +2.2e-6
+  (inputs are ~0.8 in size). By then float32 has moved the ReLU inputs by
+  7.7e-7 median / 7.2e-5 max on the NumPy engine, 6.7e-7 / 3.1e-5 on torch:
+  the same size. torch's lands at -3.4e-8 (flipped), NumPy's at +4.1e-6 (not);
+  NumPy's first flip comes at step 84, too late to grow past 6.6e-6;
+- the float32 start moved by 0 or +-1 ulp per entry (8 random starts per
+  engine): NumPy drifts 8.7e-6 to 5.7e-2 (2 of 8 below 1e-3), torch 7.3e-6
+  to 5.8e-2 (3 of 8). With 2 BLAS threads the unperturbed NumPy run flips at
+  step 9 too: 4.5e-2 on both engines;
+- float64 arithmetic throughout, the start moved by 0 or +-1 float64 ulp per
+  entry (3 starts): the loss moves by at most 1.4e-14. Moved by a
+  float32-sized +-2^-24 per entry (10 starts): 3 runs flip an input and drift
+  by >= 1.4e-3 within 30 steps, 7 flip none and drift by <= 4.2e-7. The size
+  of the perturbation decides, not the dtype of the arithmetic
+  (tests/test_crosscheck.py pins this);
+- the NumPy float32 net is float32 throughout: parameters, gradients, layer
+  outputs and caches, Adam state (tests/test_models.py). Only the softmax loss
+  is evaluated in float64 from the float32 scores (its gradient returned in
+  float32), a ~1e-7 effect on the reported loss; torch's cross entropy stays
+  in float32;
+- the other nets follow the same rule. Batch norm: both engines flip at step 9
+  (fc6 batchnorm: float64 input -1.3e-5, float32 errors 1.6e-5 and 2.3e-5)
+  and drift alike (8.1e-2, 1.1e-1). 'mlp 512-256': the NumPy run flips at step
+  57 and drifts 2.4e-5, torch never flips, 1.6e-7: the asymmetry reversed.
+  No norm: no flip, <= 2.5e-6; the conv nets drift <= 2.3e-7.
+
+So two engines drifting very differently in float32 means one run flipped a
+ReLU input and the other did not, not that the engines differ (they agree to
+1e-9 in float64, and their first-step float32 gradients to ~1e-6).
 
 float64 must agree to ``tolerance`` (default 1e-9) in every measure; float32
 is run too and its drift reported, not asserted. Batch-norm nets on the NumPy
@@ -115,26 +158,36 @@ def _build(case: Case, dtype, seed: int):
     return ThreeLayerConvNet(input_dim=tuple(case.input_shape), **kw)
 
 
-def crosscheck_case(case: Case, dtype=np.float64, steps: int = 100, seed: int = 0) -> dict:
-    """Train ``case`` on both engines for ``steps`` updates; the relative differences (see module doc)."""
-    from .torch_engine import TorchModel
+def _data(case: Case, dtype, seed: int):
+    """(X, y, X_eval): the synthetic training set and held-out inputs of ``case``, in ``dtype``."""
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((case.num_samples, *case.input_shape)).astype(dtype)
     y = rng.integers(case.num_classes, size=case.num_samples)
     X_eval = rng.standard_normal((case.batch_size, *case.input_shape)).astype(dtype)
+    return X, y, X_eval
 
-    np_model = _build(case, dtype, seed)
-    t_model = TorchModel(np_model, bn_momentum=case.torch_bn_momentum)
-    update = optim.UPDATE_RULES[case.update_rule][0]
-    configs = [{k: {"learning_rate": case.learning_rate} for k in np_model.params} for _ in range(2)]
+
+def _batches(case: Case, steps: int, seed: int):
+    """The minibatch indices of each step: a fresh permutation per epoch, as the Solver draws them."""
     batch_rng = np.random.default_rng(seed + 1)
     per_epoch = case.num_samples // case.batch_size
-    loss_diffs, losses, t_losses, grads_rel = [], [], [], None
     order = None
     for step in range(steps):
         if step % per_epoch == 0:
             order = batch_rng.permutation(case.num_samples)
-        idx = order[(step % per_epoch) * case.batch_size:(step % per_epoch + 1) * case.batch_size]
+        yield order[(step % per_epoch) * case.batch_size:(step % per_epoch + 1) * case.batch_size]
+
+
+def crosscheck_case(case: Case, dtype=np.float64, steps: int = 100, seed: int = 0) -> dict:
+    """Train ``case`` on both engines for ``steps`` updates; the relative differences (see module doc)."""
+    from .torch_engine import TorchModel
+    X, y, X_eval = _data(case, dtype, seed)
+    np_model = _build(case, dtype, seed)
+    t_model = TorchModel(np_model, bn_momentum=case.torch_bn_momentum)
+    update = optim.UPDATE_RULES[case.update_rule][0]
+    configs = [{k: {"learning_rate": case.learning_rate} for k in np_model.params} for _ in range(2)]
+    loss_diffs, losses, t_losses, grads_rel = [], [], [], None
+    for idx in _batches(case, steps, seed):
         outs = [m.loss(X[idx], y[idx]) for m in (np_model, t_model)]
         (l_np, g_np), (l_t, g_t) = outs
         if grads_rel is None:
@@ -222,8 +275,25 @@ def format_report(report: dict) -> str:
     widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
              for row in cells]
+    uneven = [r for r in report["rows"] if _uneven(r.get("f32_vs_f64"))]
     lines.append(f"float64: largest relative difference {_e(report['float64_max'])} "
                  f"(tolerance {report['tolerance']:g}) after {report['steps']} steps; "
                  f"float32 drift {_e(report['float32_max'])} (measured, not asserted). "
                  + ("The engines agree." if report["ok"] else "MISMATCH."))
+    if uneven:
+        lines.append("float32 drifts from float64 above 1e-4 that differ more than tenfold between the engines ("
+                     + "; ".join(f"{r['case']}: numpy {_e(r['f32_vs_f64']['numpy'])}, "
+                                 f"torch {_e(r['f32_vs_f64']['torch'])}" for r in uneven)
+                     + "): one run's rounding flipped the sign of a ReLU input that float64 puts within float32 "
+                     "error of 0 and the other's did not; which run flips changes with a 1-ulp change of the "
+                     "start or the BLAS thread count, so it is not an engine difference (normlab.crosscheck "
+                     "docstring).")
     return "\n".join(lines)
+
+
+def _uneven(f32_vs_f64, ratio: float = 10.0, floor: float = 1e-4) -> bool:
+    """True when one engine's float32 drift exceeds ``floor`` and ``ratio`` times the other's."""
+    if not f32_vs_f64:
+        return False
+    lo, hi = sorted(f32_vs_f64.values())
+    return hi > floor and hi > ratio * lo

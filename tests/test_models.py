@@ -387,3 +387,60 @@ def test_conv_net_bad_construction_raises(kwargs, match):
     args = {"input_dim": (3, 8, 8), "num_filters": 4, "filter_size": 3, "hidden_dim": 7, **kwargs}
     with pytest.raises(ValueError, match=match):
         ThreeLayerConvNet(**args)
+
+
+@pytest.mark.parametrize("normalization", [None, "batchnorm", "layernorm"])
+def test_fc_net_float32_is_float32_throughout_training(monkeypatch, rng, normalization):
+    """No float64 leaks into a float32 net: every array a layer returns (outputs, caches, gradients),
+    every parameter, gradient and Adam state is float32 after training steps. (The crosscheck's
+    float32 drift of the layer-norm net once looked like the NumPy side computing in float64.)"""
+    from normlab import fc_net, optim
+
+    leaks = []
+
+    def audit(where, obj):
+        if isinstance(obj, (np.ndarray, np.generic)):
+            if obj.dtype.kind in "fc" and obj.dtype != np.float32:
+                leaks.append((where, obj.dtype))
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                audit(f"{where}[{k!r}]", v)
+        elif isinstance(obj, (tuple, list)):
+            for i, v in enumerate(obj):
+                audit(f"{where}[{i}]", v)
+
+    layers = ["affine_forward", "affine_backward", "relu_forward", "relu_backward", "dropout_forward",
+              "dropout_backward", "batchnorm_forward", "batchnorm_backward_alt", "layernorm_forward",
+              "layernorm_backward"]
+    calls = dict.fromkeys(layers, 0)
+
+    def recorded(name, fn):
+        def wrapper(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            calls[name] += 1
+            audit(name, out)
+            return out
+        return wrapper
+
+    for name in layers:
+        monkeypatch.setattr(fc_net, name, recorded(name, getattr(fc_net, name)))
+    model = FullyConnectedNet([H1, H2], input_dim=D, normalization=normalization, dropout_keep_ratio=0.8,
+                              reg=0.1, seed=0)
+    X = rng.standard_normal((8, D))       # float64 data, cast by the model
+    y = rng.integers(C, size=8)
+    configs = {k: {"learning_rate": 1e-3} for k in model.params}
+    for _ in range(3):
+        loss, grads = model.loss(X, y)
+        audit("grads", grads)
+        for k in model.params:
+            model.params[k], configs[k] = optim.adam(model.params[k], grads[k], configs[k])
+    audit("params", model.params)
+    audit("adam state", configs)
+    audit("bn_params", model.bn_params)
+    audit("scores", model.scores(X, "train"))
+    assert isinstance(loss, float)
+    assert calls["layernorm_backward" if normalization == "layernorm" else "affine_backward"] >= 3
+    if normalization:
+        assert calls[f"{normalization}_forward"] > 0
+    assert {k for k in ("m", "v") for c in configs.values() if k in c} == {"m", "v"}
+    assert not leaks, leaks

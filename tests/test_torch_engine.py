@@ -53,6 +53,37 @@ def test_fc_loss_grads_and_scores_match_numpy(rng, kw):
             np.testing.assert_allclose(b[k], a[k], rtol=1e-12)
 
 
+@pytest.mark.parametrize("kw", [{"normalization": "layernorm"}, {"normalization": "batchnorm", "norm_param": TORCH_BN}],
+                         ids=["ln", "bn"])
+def test_float32_engine_stays_float32_and_matches_numpy_float32(rng, kw):
+    """The float32 path: float64 input is cast, modules, buffers, gradients and the parameters after
+    Adam steps are float32 (no float64 copy going stale), and each step's gradients agree with the
+    NumPy float32 net's to float32 rounding."""
+    from normlab import optim
+    model = FullyConnectedNet([30, 30, 30], input_dim=20, num_classes=5, dtype=np.float32, weight_scale=0.1,
+                              seed=0, **kw)
+    tm = TorchModel(model)
+    assert tm.dtype == np.float32
+    assert all(t.dtype == torch.float32 for t in [*tm.net.parameters(), *tm.net.buffers()] if t.is_floating_point())
+    X, y = _data(rng, (20,), n=16, classes=5)             # float64
+    cfgs = [{k: {"learning_rate": 1e-3} for k in model.params} for _ in range(2)]
+    for _ in range(3):
+        (loss, grads), (t_loss, t_grads) = model.loss(X, y), tm.loss(X, y)
+        assert t_loss == pytest.approx(loss, rel=1e-5)
+        for k in grads:
+            assert t_grads[k].dtype == np.float32
+            if kw["normalization"] == "batchnorm" and k in ("b1", "b2", "b3"):   # true gradient 0: rounding noise
+                assert np.abs(t_grads[k]).max() < 1e-6 and np.abs(grads[k]).max() < 1e-6
+                continue
+            np.testing.assert_allclose(t_grads[k], grads[k], rtol=1e-3, atol=1e-5 * np.abs(grads[k]).max())
+        for m, g, c in ((model, grads, cfgs[0]), (tm, t_grads, cfgs[1])):
+            for k in m.params:
+                m.params[k], c[k] = optim.adam(m.params[k], g[k], c[k])
+        assert all(v.dtype == np.float32 for v in tm.params.values())
+    assert tm.scores(X).dtype == np.float32
+    assert all(v.dtype == np.float32 for v in tm.state_arrays().values())
+
+
 @pytest.mark.parametrize("norm", [None, "batchnorm", "groupnorm"])
 def test_conv_loss_and_grads_match_numpy(rng, norm):
     model = ThreeLayerConvNet(input_dim=(2, 6, 6), num_filters=4, filter_size=3, hidden_dim=5, num_classes=3,
