@@ -21,11 +21,21 @@ Conventions mapped explicitly:
 - Batch-norm momentum: PyTorch's ``momentum`` weights the NEW batch. A normlab
   layer's ``BatchNormConfig.new_weight`` is that weight in either convention
   (course 0.9 on the old value -> 0.1), so the running MEAN follows the same
-  recursion. The running VARIANCE is always PyTorch's: unbiased (m / (m - 1))
-  and starting at 1. That equals normlab's ``convention='torch'`` exactly; the
-  course convention (biased, starting at 0) gives slightly different running
-  variances and so slightly different eval-mode outputs. ``normlab crosscheck``
-  builds its NumPy nets with ``norm_param={'convention': 'torch'}``.
+  recursion.
+- Batch-norm running statistics START as the NumPy model's: copied from its
+  ``bn_params`` when present, else its convention's initial values (course:
+  mean 0, variance 0; 'torch': mean 0, variance 1, PyTorch's own start). Left
+  at PyTorch's variance 1, a course-convention net's eval-mode outputs differ
+  between the engines for the first few hundred steps: after 20 steps
+  (the first epoch's accuracy check of bn-vs-baseline) 0.9**20 = 12% of that 1
+  remains, which dwarfs the ~1e-3 variance of a hidden unit at weight scale 2e-2.
+- The running VARIANCE is updated as PyTorch does: with the unbiased batch
+  variance (m / (m - 1) times the biased one, m values per channel). That
+  equals normlab's ``convention='torch'`` exactly; the course convention uses
+  the biased one, so its running variances are m / (m - 1) smaller in
+  the long run (2% at batch 50) and its eval-mode outputs differ by about half
+  that. ``normlab crosscheck`` builds its NumPy nets with
+  ``norm_param={'convention': 'torch'}``.
 - eps: the normlab layer's eps (default 1e-5, PyTorch's default too).
 - Dropout: normlab's inverted dropout with masks drawn from ``model.rng``
   exactly as ``dropout_forward`` draws them (``rng.random(shape) < p``), so
@@ -230,9 +240,21 @@ class TorchModel:
                      if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
         self._bn_index = [i for i, p in enumerate(getattr(model, "bn_params", []), start=1)
                           if model.normalization == "batchnorm"]
+        self._initial_state = self._initial_running_stats(model)
+        self.load_state_arrays(self._initial_state)
         self._weights = [k for k in self.params if k.startswith("W")]
         self._is_conv = net_cls is ConvNet
         self._input_dim = getattr(model, "input_dim", None)
+
+    def _initial_running_stats(self, model) -> dict[str, np.ndarray]:
+        """The NumPy model's running statistics, or its convention's initial ones where it has none yet."""
+        from .batchnorm import RunningStats
+        state = model.state_arrays() if hasattr(model, "state_arrays") else {}
+        for i, bn in zip(self._bn_index, self._bns):
+            init = RunningStats.initial(bn.num_features, self.dtype, _bn_config(model.bn_params[i - 1]))
+            state.setdefault(f"running_mean{i}", init.mean)
+            state.setdefault(f"running_var{i}", init.var)
+        return {k: np.asarray(v, dtype=self.dtype) for k, v in state.items()}
 
     # --- the normlab model protocol -----------------------------------------------------------
     def _input(self, X):
@@ -284,11 +306,10 @@ class TorchModel:
         return out
 
     def load_state_arrays(self, state: dict[str, np.ndarray]) -> None:
-        """Replace the running statistics; layers absent from ``state`` restart from PyTorch's initial values."""
+        """Replace the running statistics; layers absent from ``state`` restart from the initial ones
+        (the NumPy model's at construction, see the module docstring)."""
         with self.torch.no_grad():
             for i, bn in zip(self._bn_index, self._bns):
-                if f"running_mean{i}" in state and f"running_var{i}" in state:
-                    bn.running_mean.copy_(_tensor(self.torch, state[f"running_mean{i}"]))
-                    bn.running_var.copy_(_tensor(self.torch, state[f"running_var{i}"]))
-                else:
-                    bn.reset_running_stats()
+                src = state if f"running_mean{i}" in state and f"running_var{i}" in state else self._initial_state
+                bn.running_mean.copy_(_tensor(self.torch, np.asarray(src[f"running_mean{i}"], dtype=self.dtype)))
+                bn.running_var.copy_(_tensor(self.torch, np.asarray(src[f"running_var{i}"], dtype=self.dtype)))

@@ -110,8 +110,40 @@ def test_momentum_mapping_and_state_arrays_round_trip(rng):
     tm.load_state_arrays(state)
     got = tm.state_arrays()
     assert all(np.array_equal(got[k], state[k]) for k in state)
-    tm.load_state_arrays({})                                          # absent: PyTorch's initial values
+    tm.load_state_arrays({})                                          # absent: the initial values ('torch': var 1)
     assert np.array_equal(tm.state_arrays()["running_var1"], np.ones(6, np.float32))
+
+
+@pytest.mark.parametrize("kind", ["fc", "cnn"])
+def test_running_stats_start_as_the_numpy_models_and_differ_only_by_bessel(rng, kind):
+    """A course-convention net (running variance from 0, biased): the torch engine starts from the same
+    running statistics, so after the same steps its running means equal the NumPy net's and its running
+    variances are the NumPy ones times m / (m - 1) (PyTorch updates with the unbiased batch variance).
+    Left at PyTorch's start (variance 1) they would differ by 0.9**steps."""
+    if kind == "fc":
+        model = FullyConnectedNet([6, 5], input_dim=4, num_classes=3, normalization="batchnorm",
+                                  dtype=np.float64, weight_scale=0.1, seed=1)
+        X, y = _data(rng, (4,), n=10, classes=3)
+        m = [10, 10]                                         # values per channel in each batch-norm layer
+    else:
+        model = ThreeLayerConvNet((2, 6, 6), num_filters=3, filter_size=3, hidden_dim=5, num_classes=3,
+                                  normalization="batchnorm", dtype=np.float64, weight_scale=0.1, seed=1)
+        X, y = _data(rng, (2, 6, 6), n=10, classes=3)
+        m = [10 * 6 * 6, 10]
+    tm = TorchModel(model)
+    assert all(np.array_equal(v, 0 * v) for v in tm.state_arrays().values())    # course start: 0 and 0
+    for _ in range(5):
+        for net in (model, tm):
+            _, grads = net.loss(X, y)
+            for k in net.params:
+                net.params[k] = net.params[k] - 1e-2 * grads[k]
+    a, b = model.state_arrays(), tm.state_arrays()
+    assert set(a) == set(b) and len(a) == 4
+    for i, mi in enumerate(m, start=1):
+        np.testing.assert_allclose(b[f"running_mean{i}"], a[f"running_mean{i}"], rtol=1e-9, atol=1e-15)
+        np.testing.assert_allclose(b[f"running_var{i}"], a[f"running_var{i}"] * mi / (mi - 1), rtol=1e-9)
+    tm.load_state_arrays({})                                  # absent: back to the NumPy model's start
+    assert all(np.array_equal(v, 0 * v) for v in tm.state_arrays().values())
 
 
 def test_solver_trains_torch_model_like_numpy(rng):
