@@ -122,6 +122,9 @@ def test_both_engines_side_by_side_in_figures_table_answer_and_metrics(mod, tmp_
     section = mod.analyze(cfg, results, tmp_path)
     assert section.figures and all(p.is_file() for p in section.figures)
     assert "On the torch engine" in section.answer
+    if mod.NAME == "batch-size":             # the unbiased running variance, named with its factors
+        b = sorted(cfg.batch_sizes)
+        assert f"{b[0] / (b[0] - 1):.2f} times" in section.answer and "unbiased" in section.answer
     # the torch side alone gives the numbers a torch-only run of the recipe gives
     alone = mod.analyze(dataclasses.replace(cfg, engine="torch"), sides.split("both", results)["torch"],
                         tmp_path / "torch-only")

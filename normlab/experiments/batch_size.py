@@ -188,6 +188,13 @@ def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
               t["base_best"])]
             + [(f"{LONG[norm]} at batch {b}", m["best"][norm, b], t["best"][norm, b])
                for norm in cfg.norms for b in sizes]))
+        if "batchnorm" in cfg.norms:
+            # The one convention the engines cannot share: PyTorch's BatchNorm1d updates its running
+            # variance with the unbiased batch variance; the course's layer uses the biased one.
+            sentences.append(f"PyTorch's running variance uses the unbiased batch variance, "
+                             f"{sizes[0] / (sizes[0] - 1):.2f} times the course's biased one at batch {sizes[0]} "
+                             f"and {sizes[-1] / (sizes[-1] - 1):.2f} times at batch {sizes[-1]}, so the engines' "
+                             f"eval-mode (validation) accuracies may differ most at the smallest batch.")
     answer = " ".join(sentences) + problems_sentence(results, len(runs(cfg)))
     return Section(NAME, TITLE, QUESTION, answer, config_dict(cfg), metrics, table, paths)
 
