@@ -179,9 +179,22 @@ def histories(groups: dict, title: str, stem, chance: float | None = None, style
     ax_train.set(title="Training accuracy", xlabel="epoch", ylabel="accuracy")
     ax_val.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy")
     _finish_acc_axes([ax_train, ax_val], chance)
-    ax_loss.legend(loc="upper right")
-    ax_val.legend(loc="lower right")
+    shared_legend(fig, [ax_val, ax_train, ax_loss])
     return save(fig, stem)
+
+
+def shared_legend(fig, axes) -> None:
+    """One legend for the whole figure, below the panels: each label once, drawn as in the first
+    of ``axes`` that has it (so markers and "diverged" entries show). Inside a panel a legend with
+    a line per group and engine covers the curves it explains."""
+    handles = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    if handles:
+        n = len(handles)
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+                   ncol=n if n <= 4 else -(-n // 2))
 
 
 def _finish_acc_axes(axes, chance):

@@ -214,3 +214,19 @@ def test_save_writes_png_and_svg_atomically(tmp_path):
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["fig.png", "fig.svg"]
     labels = ax.get_legend_handles_labels()[1]
     assert "batchnorm (mean, range of 2 seeds)" in labels and "batchnorm: diverged (1 of 3)" in labels
+
+
+def test_histories_has_one_legend_below_the_panels_with_every_group_once(tmp_path, monkeypatch):
+    captured = []
+    monkeypatch.setattr(figures, "save", lambda fig, stem: captured.append(fig) or [])
+    ok = RunResult(spec_hash="a", experiment="x", name="a", status="finished", loss_history=[2.3, 2.0, 1.8], train_acc_history=[0.1, 0.5],
+                   val_acc_history=[0.1, 0.4], iterations_per_epoch=3)
+    bad = RunResult(spec_hash="b", experiment="x", name="b", status="diverged", loss_history=[2.3, float("inf")], train_acc_history=[0.1],
+                    val_acc_history=[0.1], iterations_per_epoch=3)
+    figures.histories({"baseline": [ok, ok], "batchnorm": [ok, bad]}, "t", tmp_path / "h")
+    fig = captured[0]
+    assert all(ax.get_legend() is None for ax in fig.axes)          # nothing drawn over the curves
+    (legend,) = fig.legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == ["baseline (mean, range of 2 seeds)", "batchnorm", "batchnorm: diverged (1 of 2)"]
+    assert legend.legend_handles[0].get_marker() == "o"             # drawn as in the accuracy panels
