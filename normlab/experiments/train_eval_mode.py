@@ -191,7 +191,7 @@ def _curves(cfg, by_engine, out_dir):
     ax_val.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
     for ax in (ax_loss, ax_val):
         ax.xaxis.get_major_locator().set_params(integer=True)
-    ax_loss.legend(loc="upper right")
+    figures.shared_legend(fig, [ax_val, ax_loss])
     return figures.save(fig, out_dir / "train-eval-mode-training")
 
 
@@ -221,5 +221,5 @@ def _test_figure(cfg, stats, classes, out_dir):
     figures.grouped_bars(ax_class, list(classes), series, "test accuracy (eval mode)", colors=colors, hatches=hatches)
     ax_class.set(title="Per-class test accuracy", ylim=(0, 1.15))
     ax_class.tick_params(axis="x", labelrotation=30)
-    ax_class.legend(loc="upper right", ncol=2)
+    ax_class.legend(loc="upper right", ncol=len(series))      # one row, above the bars (which stop at 1)
     return figures.save(fig, out_dir / "train-eval-mode-test")
