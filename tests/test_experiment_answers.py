@@ -219,10 +219,10 @@ def test_save_writes_png_and_svg_atomically(tmp_path):
 def test_histories_has_one_legend_below_the_panels_with_every_group_once(tmp_path, monkeypatch):
     captured = []
     monkeypatch.setattr(figures, "save", lambda fig, stem: captured.append(fig) or [])
-    ok = RunResult(spec_hash="a", experiment="x", name="a", status="finished", loss_history=[2.3, 2.0, 1.8], train_acc_history=[0.1, 0.5],
-                   val_acc_history=[0.1, 0.4], iterations_per_epoch=3)
-    bad = RunResult(spec_hash="b", experiment="x", name="b", status="diverged", loss_history=[2.3, float("inf")], train_acc_history=[0.1],
-                    val_acc_history=[0.1], iterations_per_epoch=3)
+    ok = RunResult(spec_hash="a", experiment="x", name="a", status="finished", loss_history=[2.3, 2.0, 1.8],
+                   train_acc_history=[0.1, 0.5], val_acc_history=[0.1, 0.4], iterations_per_epoch=3)
+    bad = RunResult(spec_hash="b", experiment="x", name="b", status="diverged", loss_history=[2.3, float("inf")],
+                    train_acc_history=[0.1], val_acc_history=[0.1], iterations_per_epoch=3)
     figures.histories({"baseline": [ok, ok], "batchnorm": [ok, bad]}, "t", tmp_path / "h")
     fig = captured[0]
     assert all(ax.get_legend() is None for ax in fig.axes)          # nothing drawn over the curves
@@ -230,3 +230,14 @@ def test_histories_has_one_legend_below_the_panels_with_every_group_once(tmp_pat
     labels = [t.get_text() for t in legend.get_texts()]
     assert labels == ["baseline (mean, range of 2 seeds)", "batchnorm", "batchnorm: diverged (1 of 2)"]
     assert legend.legend_handles[0].get_marker() == "o"             # drawn as in the accuracy panels
+
+
+def test_batch_size_names_the_unbiased_variance_factor_and_the_measured_gap_at_each_end():
+    numpy_best = {("batchnorm", 5): spread([0.70]), ("batchnorm", 50): spread([0.80])}
+    torch_best = {("batchnorm", 5): spread([0.74]), ("batchnorm", 50): spread([None])}
+    s = batch_size._unbiased_sentence([5, 50], numpy_best, torch_best)
+    assert s == ("PyTorch's running variance uses the unbiased batch variance, 1.25 times the course's biased one "
+                 "at batch 5 and 1.02 times at batch 50; with batch norm the engines' best "
+                 "validation accuracies differ by 0.040 at batch 5 and n/a at batch 50.")
+    one = batch_size._unbiased_sentence([5], numpy_best, torch_best)      # one batch size: named once
+    assert one.count("at batch 5") == 2 and "batch 50" not in one

@@ -141,6 +141,7 @@ def test_course_settings_and_run_counts():
     (weight_scale, {"hidden_dims": (50, 0)}, "hidden_dims"),
     (batch_size, {"norms": ("groupnorm",)}, "norms"),
     (batch_size, {"batch_sizes": (5, 5)}, "distinct"),
+    (batch_size, {"batch_sizes": (1, 5)}, "at least 2 samples per batch"),
     (train_eval_mode, {"num_epochs": 0}, "num_epochs"),
     (train_eval_mode, {"bias_before_norm": "no"}, "bias_before_norm"),
     (spatial_bn, {"num_filters": 6, "num_groups": 4}, "divisible"),

@@ -52,6 +52,10 @@ class Config:
         positive_tuple(self, "batch_sizes", integer=True)
         if len(set(self.batch_sizes)) != len(self.batch_sizes):
             raise ValueError(f"batch_sizes must be distinct, got {self.batch_sizes!r}")
+        if "batchnorm" in self.norms and 1 in self.batch_sizes:
+            # One sample has batch variance 0: every batch-norm output is beta (and PyTorch refuses it).
+            raise ValueError(f"batch norm needs at least 2 samples per batch; remove 1 from "
+                             f"batch_sizes={self.batch_sizes!r} or drop batchnorm from norms")
         positive(self, "baseline_batch_size", "num_train", "num_epochs", integer=True)
         positive(self, "weight_scale", "learning_rate")
         if not self.norms or any(n not in NORMS for n in self.norms):
@@ -137,6 +141,22 @@ def _metrics(cfg, m) -> dict:
     return out
 
 
+def _unbiased_sentence(sizes, numpy_best, torch_best) -> str:
+    """The one convention the engines do not share, with the factor and the measured gap at each end of
+    the batch sizes: PyTorch's BatchNorm1d updates its running variance with the unbiased batch variance
+    (b / (b - 1) times the course's biased one), which moves eval-mode (validation) accuracy."""
+    ends = list(dict.fromkeys((sizes[0], sizes[-1])))
+    gaps = [abs(torch_best["batchnorm", b].mean - numpy_best["batchnorm", b].mean)
+            if None not in (torch_best["batchnorm", b].mean, numpy_best["batchnorm", b].mean) else None
+            for b in ends]
+    factors = [f"{b / (b - 1):.2f} times" for b in ends]
+    factors[0] += " the course's biased one"
+    return ("PyTorch's running variance uses the unbiased batch variance, "
+            + " and ".join(f"{f} at batch {b}" for f, b in zip(factors, ends))
+            + "; with batch norm the engines' best validation accuracies differ by "
+            + " and ".join(f"{fmt(g)} at batch {b}" for g, b in zip(gaps, ends)) + ".")
+
+
 def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
     out_dir = Path(out_dir)
     sizes = sorted(cfg.batch_sizes)
@@ -189,12 +209,7 @@ def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
             + [(f"{LONG[norm]} at batch {b}", m["best"][norm, b], t["best"][norm, b])
                for norm in cfg.norms for b in sizes]))
         if "batchnorm" in cfg.norms:
-            # The one convention the engines cannot share: PyTorch's BatchNorm1d updates its running
-            # variance with the unbiased batch variance; the course's layer uses the biased one.
-            sentences.append(f"PyTorch's running variance uses the unbiased batch variance, "
-                             f"{sizes[0] / (sizes[0] - 1):.2f} times the course's biased one at batch {sizes[0]} "
-                             f"and {sizes[-1] / (sizes[-1] - 1):.2f} times at batch {sizes[-1]}, so the engines' "
-                             f"eval-mode (validation) accuracies may differ most at the smallest batch.")
+            sentences.append(_unbiased_sentence(sizes, m["best"], t["best"]))
     answer = " ".join(sentences) + problems_sentence(results, len(runs(cfg)))
     return Section(NAME, TITLE, QUESTION, answer, config_dict(cfg), metrics, table, paths)
 
