@@ -386,7 +386,7 @@ def torch_train_step(torch, model, X, y):
 def net_rows(sizes: Sizes, torch, torch_skip, bandwidth) -> list[Row]:
     rng = np.random.default_rng(3)
     model = FullyConnectedNet(NET_HIDDEN, input_dim=NET_INPUT, num_classes=NET_CLASSES,
-                              normalization="batchnorm", weight_scale=2e-2, dtype=np.float32, seed=0)
+                              normalization="batchnorm", weight_scale=2e-2, dtype=np.float32, rng_seed=0)
     X = rng.standard_normal((sizes.net_batch, NET_INPUT), dtype=np.float32)
     y = rng.integers(NET_CLASSES, size=sizes.net_batch)
     row = Row("4", f"train step 6-layer bn net, batch {sizes.net_batch}, Adam", "torch", "< 1")
@@ -406,7 +406,7 @@ def engine_training(engine: str, data: dict, epochs: int):
 
     def train():
         model = FullyConnectedNet(NET_HIDDEN, input_dim=NET_INPUT, num_classes=NET_CLASSES,
-                                  normalization="batchnorm", weight_scale=2e-2, dtype=np.float32, seed=0)
+                                  normalization="batchnorm", weight_scale=2e-2, dtype=np.float32, rng_seed=0)
         if engine == "torch":
             from normlab.torch_engine import TorchModel
             model = TorchModel(model)

@@ -14,18 +14,22 @@ class NonFiniteError(ValueError):
 
 
 def as_float_array(x, name: str) -> np.ndarray:
-    """Return ``x`` as a floating ndarray (no copy when it already is one)."""
-    if isinstance(x, np.ndarray):
-        if not np.issubdtype(x.dtype, np.floating):
-            raise TypeError(f"{name} must be a floating-point array, got dtype {x.dtype}; "
-                            f"convert with {name}.astype(np.float32) or np.float64")
-        return x
-    arr = np.asarray(x)
-    if not np.issubdtype(arr.dtype, np.floating):
-        if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
-            return arr.astype(np.float64)
-        raise TypeError(f"{name} must be a floating-point array, got {type(x).__name__} of dtype {arr.dtype}")
-    return arr
+    """Return ``x`` as a floating ndarray (no copy when it already is one).
+
+    Integer and bool data (arrays, lists, scalars) become float64, as the
+    course's code casts them (``np.asarray([3, 4, 5])`` as gamma, ``np.array([0,
+    128])`` as a conv bias); callers cast on to the input's dtype. Complex,
+    string and object data are refused.
+    """
+    arr = x if isinstance(x, np.ndarray) else np.asarray(x)
+    if np.issubdtype(arr.dtype, np.floating):
+        return arr
+    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
+        return arr.astype(np.float64)
+    what = f"dtype {arr.dtype}" if isinstance(x, np.ndarray) else f"{type(x).__name__} of dtype {arr.dtype}"
+    raise TypeError(f"{name} must be a floating-point array, got {what} (integer and bool data are "
+                    f"cast to float; complex, string and object data are not); "
+                    f"convert with np.asarray({name}, dtype=np.float64)")
 
 
 def require_ndim(x: np.ndarray, ndim: int, name: str, layout: str) -> None:

@@ -9,7 +9,7 @@ from ._checks import as_float_array, require_min_ndim, require_mode
 
 __all__ = ["AffineCache", "ReluCache", "DropoutCache",
            "affine_forward", "affine_backward", "relu_forward", "relu_backward",
-           "dropout_forward", "dropout_backward"]
+           "dropout_forward", "dropout_backward", "dropout_uniforms"]
 
 
 class AffineCache(NamedTuple):
@@ -83,6 +83,22 @@ def relu_backward(dout, cache):
 _DROPOUT_KEYS = {"mode", "p", "seed", "rng"}
 
 
+def dropout_uniforms(shape, dropout_param) -> np.ndarray:
+    """The uniform draws in [0, 1) that decide dropout's mask, from the source
+    ``dropout_param`` names (see ``dropout_forward``)."""
+    rng = dropout_param.get("rng")
+    if rng is not None:
+        return rng.random(shape)
+    seed = dropout_param.get("seed")
+    if seed is not None:
+        # The course's template seeds the global legacy generator and draws
+        # np.random.rand: the same Mersenne Twister stream, so the same mask,
+        # and the course's side effect on the global state (the next model's
+        # weights in a notebook cell depend on it).
+        np.random.seed(seed)
+    return np.random.random_sample(shape)
+
+
 def dropout_forward(x, dropout_param):
     """Inverted dropout: in train mode keep each unit with probability p and scale by 1/p.
 
@@ -91,10 +107,14 @@ def dropout_forward(x, dropout_param):
     - dropout_param: A dictionary with the following keys:
       - p: Dropout parameter. We keep each neuron output with probability p.
       - mode: 'test' or 'train'. In test mode dropout is the identity.
-      - seed: Seed for the random number generator (a fresh np.random.default_rng(seed)
-        per call, so the same seed gives the same mask; the global RNG is untouched).
-      - rng: (normlab) a np.random.Generator to draw from; takes precedence over seed.
+      - seed: Seed for the random number generator. As in the course, the
+        global NumPy generator is seeded with it before the mask is drawn, so
+        every call with the same seed draws the same mask (gradient checks).
+      - rng: (normlab) a np.random.Generator to draw from instead; takes
+        precedence over seed and leaves the global generator untouched.
       Without seed or rng the global np.random state is used, as in the course.
+
+    The mask keeps a unit where ``u < p``, ``u`` uniform in [0, 1).
 
     Returns a tuple of:
     - out: Array of the same shape and dtype as x.
@@ -112,14 +132,7 @@ def dropout_forward(x, dropout_param):
         raise ValueError(f"dropout_param['p'] is the keep probability and must lie in (0, 1], got {p!r}")
     if mode == "test":
         return x, DropoutCache(None, mode)
-    rng = dropout_param.get("rng")
-    if rng is not None:
-        u = rng.random(x.shape)
-    elif dropout_param.get("seed") is not None:
-        u = np.random.default_rng(dropout_param["seed"]).random(x.shape)
-    else:
-        u = np.random.random(x.shape)
-    mask = (u < p).astype(x.dtype)
+    mask = (dropout_uniforms(x.shape, dropout_param) < p).astype(x.dtype)
     mask /= np.asarray(p, dtype=x.dtype)
     return x * mask, DropoutCache(mask, mode)
 

@@ -15,8 +15,7 @@ import numpy as np
 
 from ._checks import as_float_array, require_ndim
 from .basic import affine_backward, affine_forward, relu_backward, relu_forward
-from .batchnorm import (BatchNormConfig, batchnorm_backward_alt, batchnorm_forward, spatial_batchnorm_backward,
-                        spatial_batchnorm_forward)
+from .batchnorm import BatchNormConfig, batchnorm_after_bias, batchnorm_backward_alt, spatial_batchnorm_backward
 from .conv import conv_backward_fast, conv_forward_fast
 from .fc_net import RunningStatsState, check_normalization, gaussian, init_rng
 from .losses import softmax_loss
@@ -38,12 +37,12 @@ class ThreeLayerConvNet(RunningStatsState):
     - dtype: numpy datatype to use for computation.
     - normalization: None, 'batchnorm' or 'groupnorm'
     - num_groups: groups for 'groupnorm' (must divide num_filters)
-    - seed: seeds the weight initialization (None: global RNG, as the course)
+    - rng_seed: (normlab) seeds the weight initialization (None: global RNG, as the course)
     - norm_param: batch-norm settings ('eps', 'momentum', 'convention')
     """
 
     def __init__(self, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100, num_classes=10,
-                 weight_scale=1e-3, reg=0.0, dtype=np.float32, normalization=None, num_groups=4, seed=None,
+                 weight_scale=1e-3, reg=0.0, dtype=np.float32, normalization=None, num_groups=4, rng_seed=None,
                  norm_param=None):
         self.normalization = check_normalization(normalization, (None, "batchnorm", "groupnorm"))
         if len(input_dim) != 3:
@@ -58,7 +57,7 @@ class ThreeLayerConvNet(RunningStatsState):
         self.reg = float(reg)
         self.dtype = np.dtype(dtype)
         self.num_groups = int(num_groups)
-        self.rng = init_rng(seed)
+        self.rng = init_rng(rng_seed)
         F = int(num_filters)
         self.params = {
             "W1": gaussian(self.rng, (F, C, filter_size, filter_size), weight_scale, self.dtype),
@@ -78,17 +77,30 @@ class ThreeLayerConvNet(RunningStatsState):
             self.bn_params = [{"mode": "train", **norm_param} for _ in range(2)]
         else:
             self.bn_params = [{"eps": norm_param.get("eps", 1e-5)} for _ in range(2)] if self.normalization else []
+        self._zero_bias = {1: np.zeros(F, dtype=self.dtype), 2: np.zeros(hidden_dim, dtype=self.dtype)}
         self.conv_param = {"stride": 1, "pad": (filter_size - 1) // 2}
         self.pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2}
         self.input_dim = (C, H, W)
 
-    def _norm(self, i, h, spatial):
-        g, b, p = self.params[f"gamma{i}"], self.params[f"beta{i}"], self.bn_params[i - 1]
-        if self.normalization == "batchnorm":
-            return (spatial_batchnorm_forward if spatial else batchnorm_forward)(h, g, b, p)
-        if spatial:
-            return spatial_groupnorm_forward(h, g, b, self.num_groups, p)
-        return layernorm_forward(h, g, b, p)
+    def _linear_norm(self, i, linear, h, spatial):
+        """Layer i's conv (spatial) or affine, then its normalization when there is one.
+
+        Before batch norm the bias goes to the norm (``batchnorm_after_bias``):
+        the centering cancels it, so it only reaches the running mean.
+        """
+        W, bias = self.params[f"W{i}"], self.params[f"b{i}"]
+        if self.normalization != "batchnorm":
+            h, lc = linear(h, W, bias)
+            if not self.normalization:
+                return h, lc, None
+            g, b, p = self.params[f"gamma{i}"], self.params[f"beta{i}"], self.bn_params[i - 1]
+            h, nc = spatial_groupnorm_forward(h, g, b, self.num_groups, p) if spatial else \
+                layernorm_forward(h, g, b, p)
+            return h, lc, nc
+        h, lc = linear(h, W, self._zero_bias[i])
+        h, nc = batchnorm_after_bias(h, bias, self.params[f"gamma{i}"], self.params[f"beta{i}"],
+                                     self.bn_params[i - 1])
+        return h, lc, nc
 
     def _norm_backward(self, dh, cache, spatial):
         if self.normalization == "batchnorm":
@@ -106,16 +118,11 @@ class ThreeLayerConvNet(RunningStatsState):
             for p in self.bn_params:
                 p["mode"] = mode
         P = self.params
-        h, conv_c = conv_forward_fast(X, P["W1"], P["b1"], self.conv_param)
-        n1 = None
-        if self.normalization:
-            h, n1 = self._norm(1, h, spatial=True)
+        conv = lambda x, w, b: conv_forward_fast(x, w, b, self.conv_param)
+        h, conv_c, n1 = self._linear_norm(1, conv, X, spatial=True)
         h, r1 = relu_forward(h)
         h, pool_c = max_pool_forward_fast(h, self.pool_param)
-        h, fc2 = affine_forward(h, P["W2"], P["b2"])
-        n2 = None
-        if self.normalization:
-            h, n2 = self._norm(2, h, spatial=False)
+        h, fc2, n2 = self._linear_norm(2, affine_forward, h, spatial=False)
         h, r2 = relu_forward(h)
         scores, fc3 = affine_forward(h, P["W3"], P["b3"])
         if y is None:

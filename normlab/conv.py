@@ -60,6 +60,10 @@ def _int_params(params, keys, dict_name: str, example: str) -> list[int]:
         # bool is an int subclass, but stride=True is surely a mistake.
         if isinstance(v, (bool, np.bool_)):
             raise TypeError(f"{dict_name}[{k!r}] must be an integer, got {v!r}")
+        # A float with an integer value is accepted: the course's own nets compute
+        # pad = (filter_size - 1) / 2, a float under Python 3.
+        if isinstance(v, (float, np.floating)) and float(v).is_integer():
+            v = int(v)
         try:
             values.append(operator.index(v))
         except TypeError:

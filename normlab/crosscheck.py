@@ -152,7 +152,7 @@ def _rel(a, b) -> float:
 
 def _build(case: Case, dtype, seed: int):
     from .models import FullyConnectedNet, ThreeLayerConvNet
-    kw = {**case.model_kwargs, "dtype": dtype, "seed": seed, "num_classes": case.num_classes}
+    kw = {**case.model_kwargs, "dtype": dtype, "rng_seed": seed, "num_classes": case.num_classes}
     if case.model == "fc":
         return FullyConnectedNet(input_dim=int(np.prod(case.input_shape)), **kw)
     return ThreeLayerConvNet(input_dim=tuple(case.input_shape), **kw)

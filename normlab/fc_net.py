@@ -16,7 +16,7 @@ import numpy as np
 
 from ._checks import as_float_array
 from .basic import affine_backward, affine_forward, dropout_backward, dropout_forward, relu_backward, relu_forward
-from .batchnorm import BatchNormConfig, batchnorm_backward_alt, batchnorm_forward
+from .batchnorm import BatchNormConfig, batchnorm_after_bias, batchnorm_backward_alt
 from .losses import softmax_loss
 from .norms import layernorm_backward, layernorm_forward
 
@@ -32,9 +32,13 @@ def check_normalization(name, allowed=NORMALIZATIONS):
     return name
 
 
-def init_rng(seed):
+def init_rng(rng_seed):
     """A seeded Generator, or None to draw from the global RNG as the course does."""
-    return None if seed is None else np.random.default_rng(seed)
+    if rng_seed is None:
+        return None
+    if isinstance(rng_seed, bool) or not isinstance(rng_seed, (int, np.integer)) or rng_seed < 0:
+        raise ValueError(f"rng_seed must be an integer >= 0 or None, got {rng_seed!r}")
+    return np.random.default_rng(int(rng_seed))
 
 
 def gaussian(rng, shape, scale, dtype):
@@ -73,8 +77,13 @@ class FullyConnectedNet(RunningStatsState):
     - reg: Scalar giving L2 regularization strength (0.5 * reg * sum(W**2) on weights only).
     - weight_scale: Standard deviation of the normal weight initialization.
     - dtype: float32 (fast, default) or float64 (for gradient checks).
-    - seed: If given, weights and dropout masks come from np.random.default_rng(seed),
-      so the same seed gives the same model; None uses the global RNG as the course.
+    - seed: the course's meaning: passed to the dropout layers, so every forward
+      pass draws the same mask (gradient checks of dropout nets). The weights
+      still come from the global np.random, as in the course.
+    - rng_seed: (normlab) weights and dropout masks from np.random.default_rng(rng_seed)
+      instead of the global RNG: the same rng_seed gives the same model and,
+      call after call, the same sequence of masks (reproducible training).
+      ``seed``, when also given, still fixes the masks.
     - use_batchnorm: legacy keyword of the older course: True means normalization='batchnorm'.
     - norm_param: optional dict of batch-norm settings for every norm layer
       ('eps', 'momentum', 'convention'), e.g. {'convention': 'torch'}.
@@ -85,7 +94,7 @@ class FullyConnectedNet(RunningStatsState):
 
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout_keep_ratio=1,
                  normalization=None, reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None,
-                 use_batchnorm=None, norm_param=None, bias_before_norm=True):
+                 use_batchnorm=None, norm_param=None, bias_before_norm=True, rng_seed=None):
         if use_batchnorm:
             if normalization not in (None, "batchnorm"):
                 raise ValueError(f"use_batchnorm=True contradicts normalization={normalization!r}; "
@@ -106,7 +115,7 @@ class FullyConnectedNet(RunningStatsState):
         self.reg = float(reg)
         self.num_layers = 1 + len(hidden_dims)
         self.dtype = np.dtype(dtype)
-        self.rng = init_rng(seed)
+        self.rng = init_rng(rng_seed)
 
         dims = [int(input_dim), *map(int, hidden_dims), int(num_classes)]
         self.params = {}
@@ -116,7 +125,9 @@ class FullyConnectedNet(RunningStatsState):
             hidden = i < self.num_layers
             if not (hidden and self.normalization and not bias_before_norm):
                 self.params[f"b{i}"] = np.zeros(d_out, dtype=self.dtype)
-            else:   # a constant, not a parameter: the optimizer never sees it
+            if hidden and (self.normalization == "batchnorm" or f"b{i}" not in self.params):
+                # A constant, not a parameter: the optimizer never sees it. Before
+                # batch norm the bias goes to the norm instead (batchnorm_after_bias).
                 self._zero_bias[i] = np.zeros(d_out, dtype=self.dtype)
             if self.normalization and hidden:
                 self.params[f"gamma{i}"] = np.ones(d_out, dtype=self.dtype)
@@ -125,7 +136,9 @@ class FullyConnectedNet(RunningStatsState):
         self.dropout_param = {}
         if self.use_dropout:
             self.dropout_param = {"mode": "train", "p": float(dropout_keep_ratio)}
-            if self.rng is not None:
+            if seed is not None:
+                self.dropout_param["seed"] = seed
+            elif self.rng is not None:
                 self.dropout_param["rng"] = self.rng
         norm_param = dict(norm_param or {})
         if self.normalization == "batchnorm":
@@ -170,12 +183,16 @@ class FullyConnectedNet(RunningStatsState):
         h = X
         for i in range(1, self.num_layers):
             b = self.params.get(f"b{i}")
-            h, fc = affine_forward(h, self.params[f"W{i}"], b if b is not None else self._zero_bias[i])
             nc = None
             if self.normalization == "batchnorm":
-                h, nc = batchnorm_forward(h, self.params[f"gamma{i}"], self.params[f"beta{i}"], self.bn_params[i - 1])
-            elif self.normalization == "layernorm":
-                h, nc = layernorm_forward(h, self.params[f"gamma{i}"], self.params[f"beta{i}"], self.bn_params[i - 1])
+                h, fc = affine_forward(h, self.params[f"W{i}"], self._zero_bias[i])
+                h, nc = batchnorm_after_bias(h, b, self.params[f"gamma{i}"], self.params[f"beta{i}"],
+                                             self.bn_params[i - 1])
+            else:
+                h, fc = affine_forward(h, self.params[f"W{i}"], b if b is not None else self._zero_bias[i])
+                if self.normalization == "layernorm":
+                    h, nc = layernorm_forward(h, self.params[f"gamma{i}"], self.params[f"beta{i}"],
+                                              self.bn_params[i - 1])
             h, rc = relu_forward(h)
             dc = None
             if self.use_dropout:

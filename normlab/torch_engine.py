@@ -37,9 +37,10 @@ Conventions mapped explicitly:
   that. ``normlab crosscheck`` builds its NumPy nets with
   ``norm_param={'convention': 'torch'}``.
 - eps: the normlab layer's eps (default 1e-5, PyTorch's default too).
-- Dropout: normlab's inverted dropout with masks drawn from ``model.rng``
-  exactly as ``dropout_forward`` draws them (``rng.random(shape) < p``), so
-  both engines drop the same units; without an rng, ``torch.nn.Dropout``.
+- Dropout: normlab's inverted dropout with masks drawn exactly as
+  ``dropout_forward`` draws them (``u < p``, u from the course's ``seed`` when
+  the model has one, else from ``model.rng``), so both engines drop the same
+  units; with neither, ``torch.nn.Dropout``.
 - L2: ``0.5 * reg * sum(W**2)`` on the weights only, added to the loss; autograd
   gives ``reg * W``.
 
@@ -51,6 +52,8 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+
+from .basic import dropout_uniforms
 
 __all__ = ["TorchModel", "require_torch", "torch_available", "TORCH_MISSING", "ENGINES"]
 
@@ -89,19 +92,20 @@ def _modules(torch):
     nn = torch.nn
 
     class NumpyMaskDropout(nn.Module):
-        """Inverted dropout (keep probability p) with masks from a NumPy Generator, as normlab draws them."""
+        """Inverted dropout (keep probability p) with masks drawn as normlab's ``dropout_forward`` draws them."""
 
-        def __init__(self, p: float, owner):
+        def __init__(self, p: float, owner, seed=None):
             super().__init__()
-            self.p, self.owner = float(p), owner
+            self.p, self.owner, self.seed = float(p), owner, seed
 
         def forward(self, x):
             if not self.training:
                 return x
             rng = self.owner.rng
-            if rng is None:
+            if self.seed is None and rng is None:
                 return nn.functional.dropout(x, 1.0 - self.p, training=True)
-            u = rng.random(tuple(x.shape))
+            source = {"seed": self.seed} if self.seed is not None else {"rng": rng}
+            u = dropout_uniforms(tuple(x.shape), source)
             mask = (u < self.p).astype(np.dtype(str(x.dtype).replace("torch.", "")))
             mask /= np.asarray(self.p, dtype=mask.dtype)
             return x * torch.from_numpy(mask)
@@ -126,7 +130,8 @@ def _modules(torch):
                     block.append(nn.LayerNorm(d_out, eps=model.bn_params[i - 1].get("eps", 1e-5)))
                 block.append(nn.ReLU())
                 if model.use_dropout:
-                    block.append(NumpyMaskDropout(model.dropout_param["p"], owner))
+                    block.append(NumpyMaskDropout(model.dropout_param["p"], owner,
+                                                  model.dropout_param.get("seed")))
                 self.blocks.append(block)
             d_in, d_out = P[f"W{L}"].shape
             self.out = nn.Linear(d_in, d_out)

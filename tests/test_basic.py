@@ -208,11 +208,17 @@ def test_dropout_same_seed_same_mask_different_seed_different_mask(rng):
 
 
 def test_dropout_mask_follows_documented_draw(rng):
+    """With a seed, the course's draw: np.random.seed(seed), then np.random.rand(*x.shape) < p."""
     x = rng.standard_normal((6, 7))
     p = 0.6
     out, _ = dropout_forward(x, {"mode": "train", "p": p, "seed": 5})
-    keep = np.random.default_rng(5).random(x.shape) < p
+    keep = np.random.RandomState(5).rand(*x.shape) < p
     np.testing.assert_array_equal(out, np.where(keep, x / p, 0.0))
+    np.random.seed(17)
+    expected = np.random.rand(*x.shape) < p
+    np.random.seed(17)
+    out, _ = dropout_forward(x, {"mode": "train", "p": p})   # no seed: the global generator, as the course
+    np.testing.assert_array_equal(out != 0, expected)
 
 
 def test_dropout_uses_rng_key_and_advances_it(rng):
@@ -228,16 +234,29 @@ def test_dropout_uses_rng_key_and_advances_it(rng):
     np.testing.assert_array_equal(a, c)
 
 
-@pytest.mark.parametrize("key, value", [("seed", 3), ("rng", None)])
-def test_dropout_with_seed_or_rng_leaves_global_rng_untouched(rng, key, value):
+def test_dropout_with_rng_leaves_global_rng_untouched(rng):
     x = rng.standard_normal((10, 10))
-    param = {"mode": "train", "p": 0.5, key: np.random.default_rng(3) if key == "rng" else value}
     before = np.random.get_state()
-    dropout_forward(x, param)
+    dropout_forward(x, {"mode": "train", "p": 0.5, "rng": np.random.default_rng(3)})
     after = np.random.get_state()
     assert before[0] == after[0]
     np.testing.assert_array_equal(before[1], after[1])
     assert before[2:] == after[2:]
+
+
+def test_dropout_seed_reseeds_the_global_generator_as_the_course_does(rng):
+    """The course's template calls np.random.seed(seed) in dropout_forward; the next
+    draws of a notebook cell (e.g. the next model's weights) continue from there."""
+    x = rng.standard_normal((10, 10))
+    np.random.seed(0)
+    dropout_forward(x, {"mode": "train", "p": 0.5, "seed": 3})
+    after = np.random.rand(4)
+    np.random.seed(3)
+    np.random.rand(10, 10)
+    np.testing.assert_array_equal(after, np.random.rand(4))
+    np.random.seed(0)
+    dropout_forward(x, {"mode": "test", "p": 0.5, "seed": 3})   # test mode draws nothing
+    np.testing.assert_array_equal(np.random.rand(4), np.random.RandomState(0).rand(4))
 
 
 def test_dropout_backward_uses_the_mask(rng):

@@ -480,17 +480,40 @@ def test_float32_overflowing_statistics(rng):
         batchnorm_forward(x, np.ones(3, np.float32), np.zeros(3, np.float32), {"mode": "train"})
 
 
-@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.complex128, np.bool_])
-def test_non_float_dtype_x(rng, dtype):
+@pytest.mark.parametrize("dtype", [np.complex128, np.str_, object])
+def test_non_real_dtype_x_is_refused(rng, dtype):
     x = (3 * rng.standard_normal((4, 5))).astype(dtype)
     with pytest.raises(TypeError, match=f"floating-point.*{np.dtype(dtype).name}"):
         batchnorm_forward(x, np.ones(5), np.zeros(5), {"mode": "train"})
+    with pytest.raises(TypeError, match="gamma must be a floating-point array, got dtype complex128"):
+        batchnorm_forward(np.ones((4, 5)), np.ones(5, dtype=complex), np.zeros(5), {"mode": "train"})
 
 
-def test_non_float_dtype_x_spatial(rng):
-    with pytest.raises(TypeError, match="floating-point.*int64"):
-        spatial_batchnorm_forward(np.ones((2, 3, 2, 2), dtype=np.int64), np.ones(3), np.zeros(3),
-                                  {"mode": "train"})
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.bool_])
+def test_integer_and_bool_x_are_cast_to_float64(rng, dtype):
+    x = (3 * rng.standard_normal((4, 5))).astype(dtype)
+    out, _ = batchnorm_forward(x, np.ones(5), np.zeros(5), {"mode": "train"})
+    ref, _ = batchnorm_forward(x.astype(np.float64), np.ones(5), np.zeros(5), {"mode": "train"})
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, ref)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_integer_gamma_beta_are_cast_to_the_input_dtype(rng, dtype):
+    """The course's spatial batch-norm check passes np.asarray([3, 4, 5]) and [6, 7, 8]."""
+    x = (4 * rng.standard_normal((2, 3, 4, 5)) + 10).astype(dtype)
+    gamma, beta = np.asarray([3, 4, 5]), np.asarray([6, 7, 8])
+    out, cache = spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})
+    ref, _ = spatial_batchnorm_forward(x, gamma.astype(dtype), beta.astype(dtype), {"mode": "train"})
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_allclose(out.mean(axis=(0, 2, 3)), [6, 7, 8], atol=1e-5)
+    np.testing.assert_allclose(out.std(axis=(0, 2, 3)), [3, 4, 5], rtol=1e-4)
+    dx, dgamma, dbeta = spatial_batchnorm_backward(np.ones_like(x), cache)
+    assert dx.dtype == dtype and dgamma.shape == (3,)
+    out, _ = batchnorm_forward(x.reshape(8, 15)[:, :3], np.array([True, False, True]), np.asarray([0, 1, 2]),
+                               {"mode": "train"})
+    np.testing.assert_allclose(out[:, 1], 1.0)
 
 
 # ------------------------------------- large inputs: blocked kernels, threads

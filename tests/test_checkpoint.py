@@ -266,7 +266,7 @@ def test_fc_net_resume_is_bit_identical(tmp_path):
 
     def net():
         return models.FullyConnectedNet([16, 16], input_dim=12, num_classes=4, normalization="batchnorm",
-                                        dropout_keep_ratio=0.8, seed=0)
+                                        dropout_keep_ratio=0.8, rng_seed=0)
 
     rng = np.random.default_rng(5)
     X = rng.standard_normal((150, 12)).astype(np.float32)

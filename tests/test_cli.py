@@ -62,6 +62,6 @@ def test_dropout_net_checks_hold_the_mask_fixed():
     from normlab.gradcheck_suite import dropout_net_checks
     import numpy as np
     rng = np.random.default_rng(0)
-    rows = dropout_net_checks(rng.standard_normal((2, 15)), rng.integers(10, size=2))
+    rows = dropout_net_checks(rng.standard_normal((2, 15)), rng.integers(10, size=2), rng_seed=5)
     bad = [r for r in rows if not r.ok]
     assert rows and not bad, format_table(bad)

@@ -211,13 +211,37 @@ def test_mixed_dtypes_compute_in_x_dtype_and_grads_follow_their_parameter(rng):
     assert (out.dtype, dx.dtype, dw.dtype, db.dtype) == (np.float32, np.float32, np.float64, np.float64)
 
 
-def test_integer_array_is_refused_but_nested_lists_are_promoted(impl):
+def test_integer_arrays_and_nested_lists_are_promoted(impl):
     forward, _ = impl
     cp = {"stride": 1, "pad": 0}
-    with pytest.raises(TypeError, match=r"x must be a floating-point array, got dtype int64; convert"):
-        forward(np.ones((1, 1, 3, 3), dtype=np.int64), np.ones((1, 1, 3, 3)), np.zeros(1), cp)
+    out, _ = forward(np.ones((1, 1, 3, 3), dtype=np.int64), np.ones((1, 1, 3, 3)), np.zeros(1), cp)
+    assert out.dtype == np.float64 and out.item() == 9.0
     out, _ = forward([[[[1, 1], [1, 1]]]], [[[[1, 2], [3, 4]]]], [0], cp)
     assert out.dtype == np.float64 and out.item() == 10.0
+
+
+def test_integer_bias_of_the_course_image_filter_cell(impl, rng):
+    """The course's filter cell: float64 images, b = np.array([0, 128])."""
+    forward, _ = impl
+    x = rng.uniform(0, 255, (2, 3, 6, 6))
+    w = np.zeros((2, 3, 3, 3))
+    w[0, :, 1, 1] = [0.3, 0.6, 0.1]
+    b = np.array([0, 128])
+    out, _ = forward(x, w, b, {"stride": 1, "pad": 1})
+    ref, _ = forward(x, w, b.astype(np.float64), {"stride": 1, "pad": 1})
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(out[:, 1], 128.0)
+    out32, _ = forward(x.astype(np.float32), w.astype(np.float32), b, {"stride": 1, "pad": 1})
+    assert out32.dtype == np.float32
+
+
+def test_integral_float_pad_is_accepted(impl, rng):
+    """The course's nets compute pad = (filter_size - 1) / 2, a float under Python 3."""
+    forward, _ = impl
+    x, w, b = random_problem(rng, 2, 3, 5, 5, 2, 3, 3)
+    a, _ = forward(x, w, b, {"stride": 1, "pad": (3 - 1) / 2})
+    ref, _ = forward(x, w, b, {"stride": 1, "pad": 1})
+    np.testing.assert_array_equal(a, ref)
 
 
 # ------------------------------------------------------------------ bad input
@@ -250,6 +274,8 @@ def call(forward, **changes):
      r"H \+ 2\*pad - filter = 5 - 3 = 2 is not divisible by stride=3"),
     (dict(conv_param={"stride": 3, "pad": 1}), ValueError, r"= 7 - 3 = 4 is not divisible by stride=3"),
     (dict(x=np.zeros((2, 3, 5, 5), dtype=complex)), TypeError, r"x must be a floating-point array, got dtype complex128"),
+    (dict(b=np.array(["0", "1", "2", "3"])), TypeError, r"b must be a floating-point array, got dtype <U1"),
+    (dict(conv_param={"stride": 1, "pad": 0.5}), TypeError, r"conv_param\['pad'\] must be an integer, got 0.5"),
 ])
 def test_bad_input_raises_naming_the_value(impl, changes, exc, message):
     forward, _ = impl

@@ -250,8 +250,8 @@ def test_eps_not_positive(rng, eps):
         spatial_groupnorm_forward(rng.standard_normal((2, 6, 2, 2)), np.ones(6), np.zeros(6), 2, {"eps": eps})
 
 
-@pytest.mark.parametrize("dtype", [np.int64, np.complex128])
-def test_non_float_dtype_x(rng, dtype):
+@pytest.mark.parametrize("dtype", [np.complex128, np.str_])
+def test_non_real_dtype_x_is_refused(rng, dtype):
     with pytest.raises(TypeError, match=f"floating-point.*{np.dtype(dtype).name}"):
         layernorm_forward(np.ones((3, 5), dtype=dtype), np.ones(5), np.zeros(5), {})
     with pytest.raises(TypeError, match=f"floating-point.*{np.dtype(dtype).name}"):

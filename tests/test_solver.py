@@ -324,7 +324,7 @@ def test_verbose_prints_progress(capsys):
 def _fc_net(**kw):
     models = pytest.importorskip("normlab.models")
     opts = {"input_dim": 12, "num_classes": 4, "normalization": "batchnorm",
-            "dropout_keep_ratio": 0.8, "seed": 0, **kw}
+            "dropout_keep_ratio": 0.8, "rng_seed": 0, **kw}
     return models.FullyConnectedNet([16, 16], **opts)
 
 
@@ -407,7 +407,7 @@ def test_restore_best_false_keeps_the_final_parameters():
             "X_val": rng.standard_normal((30, 8)), "y_val": rng.integers(3, size=30)}
     finals = {}
     for restore in (True, False):
-        model = FullyConnectedNet([10], input_dim=8, num_classes=3, normalization="batchnorm", seed=0)
+        model = FullyConnectedNet([10], input_dim=8, num_classes=3, normalization="batchnorm", rng_seed=0)
         solver = Solver(model, data, update_rule="adam", optim_config={"learning_rate": 5e-2}, num_epochs=4,
                         batch_size=10, verbose=False, seed=0, restore_best=restore)
         solver.train()

@@ -34,7 +34,7 @@ def _data(rng, shape, n=120, classes=5, dtype=np.float64):
 ], ids=["plain", "bn", "ln", "bn-nobias-reg", "bn-dropout"])
 def test_fc_loss_grads_and_scores_match_numpy(rng, kw):
     model = FullyConnectedNet([7, 6], input_dim=5, num_classes=4, dtype=np.float64, weight_scale=0.5,
-                              **{"seed": 0, **kw})
+                              **{"rng_seed": 0, **kw})
     tm = TorchModel(model)
     assert set(tm.params) == set(model.params) and tm.params["W1"] is not model.params["W1"]
     X, y = _data(rng, (5,), n=10, classes=4)
@@ -61,7 +61,7 @@ def test_float32_engine_stays_float32_and_matches_numpy_float32(rng, kw):
     NumPy float32 net's to float32 rounding."""
     from normlab import optim
     model = FullyConnectedNet([30, 30, 30], input_dim=20, num_classes=5, dtype=np.float32, weight_scale=0.1,
-                              seed=0, **kw)
+                              rng_seed=0, **kw)
     tm = TorchModel(model)
     assert tm.dtype == np.float32
     assert all(t.dtype == torch.float32 for t in [*tm.net.parameters(), *tm.net.buffers()] if t.is_floating_point())
@@ -87,7 +87,7 @@ def test_float32_engine_stays_float32_and_matches_numpy_float32(rng, kw):
 @pytest.mark.parametrize("norm", [None, "batchnorm", "groupnorm"])
 def test_conv_loss_and_grads_match_numpy(rng, norm):
     model = ThreeLayerConvNet(input_dim=(2, 6, 6), num_filters=4, filter_size=3, hidden_dim=5, num_classes=3,
-                              weight_scale=0.3, dtype=np.float64, normalization=norm, num_groups=2, seed=1,
+                              weight_scale=0.3, dtype=np.float64, normalization=norm, num_groups=2, rng_seed=1,
                               reg=0.05, norm_param=TORCH_BN if norm == "batchnorm" else None)
     tm = TorchModel(model)
     X, y = _data(rng, (2, 6, 6), n=6, classes=3)
@@ -100,11 +100,11 @@ def test_conv_loss_and_grads_match_numpy(rng, norm):
 
 
 def test_momentum_mapping_and_state_arrays_round_trip(rng):
-    course = FullyConnectedNet([6], input_dim=4, num_classes=3, normalization="batchnorm", seed=0)
+    course = FullyConnectedNet([6], input_dim=4, num_classes=3, normalization="batchnorm", rng_seed=0)
     bn = TorchModel(course).net.blocks[0][1]
     assert bn.momentum == pytest.approx(0.1) and bn.eps == 1e-5      # course 0.9 on the old value
     tm = TorchModel(FullyConnectedNet([6], input_dim=4, num_classes=3, normalization="batchnorm",
-                                      norm_param={"convention": "torch", "momentum": 0.3}, seed=0))
+                                      norm_param={"convention": "torch", "momentum": 0.3}, rng_seed=0))
     assert tm.net.blocks[0][1].momentum == pytest.approx(0.3)
     state = {"running_mean1": np.arange(6.0, dtype=np.float32), "running_var1": np.full(6, 2.0, np.float32)}
     tm.load_state_arrays(state)
@@ -122,12 +122,12 @@ def test_running_stats_start_as_the_numpy_models_and_differ_only_by_bessel(rng, 
     Left at PyTorch's start (variance 1) they would differ by 0.9**steps."""
     if kind == "fc":
         model = FullyConnectedNet([6, 5], input_dim=4, num_classes=3, normalization="batchnorm",
-                                  dtype=np.float64, weight_scale=0.1, seed=1)
+                                  dtype=np.float64, weight_scale=0.1, rng_seed=1)
         X, y = _data(rng, (4,), n=10, classes=3)
         m = [10, 10]                                         # values per channel in each batch-norm layer
     else:
         model = ThreeLayerConvNet((2, 6, 6), num_filters=3, filter_size=3, hidden_dim=5, num_classes=3,
-                                  normalization="batchnorm", dtype=np.float64, weight_scale=0.1, seed=1)
+                                  normalization="batchnorm", dtype=np.float64, weight_scale=0.1, rng_seed=1)
         X, y = _data(rng, (2, 6, 6), n=10, classes=3)
         m = [10 * 6 * 6, 10]
     tm = TorchModel(model)
@@ -154,7 +154,7 @@ def test_solver_trains_torch_model_like_numpy(rng):
     out = []
     for engine in ("numpy", "torch"):
         model = FullyConnectedNet([10, 10], input_dim=8, num_classes=3, normalization="batchnorm",
-                                  norm_param=TORCH_BN, dtype=np.float64, weight_scale=0.3, seed=2)
+                                  norm_param=TORCH_BN, dtype=np.float64, weight_scale=0.3, rng_seed=2)
         if engine == "torch":
             model = TorchModel(model)
         s = Solver(model, data, update_rule="adam", optim_config={"learning_rate": 1e-2}, batch_size=10,

@@ -48,7 +48,8 @@ class RunSpec:
       (e.g. "weight-scale", "batchnorm/scale=1.0e-04/seed=0").
     - model: "fc" (FullyConnectedNet) or "cnn" (ThreeLayerConvNet); model_kwargs
       are passed on (input_dim / num_classes are filled in from the data), with
-      ``seed`` set to this spec's seed unless given.
+      ``rng_seed`` set to this spec's seed unless given (weights and dropout
+      masks from that generator; the course's ``seed`` keyword would fix one mask).
     - solver_kwargs: Solver options (update_rule, optim_config, num_epochs,
       batch_size, lr_decay, num_train_samples, num_val_samples); ``seed``
       defaults to this spec's seed, verbose is always off.
@@ -199,7 +200,7 @@ def load_data(dataset: str, num_train: int | None, num_val: int | None, num_test
 
 def build_model(spec: RunSpec, data: dict):
     from ..models import FullyConnectedNet, ThreeLayerConvNet
-    kwargs = {"seed": spec.seed, **spec.model_kwargs}
+    kwargs = {"rng_seed": spec.seed, **spec.model_kwargs}
     classes = int(max(data["y_train"].max(), data["y_val"].max())) + 1
     if spec.model == "fc":
         kwargs.setdefault("input_dim", int(np.prod(data["X_train"].shape[1:])))
