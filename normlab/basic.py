@@ -9,7 +9,7 @@ from ._checks import as_float_array, require_min_ndim, require_mode
 
 __all__ = ["AffineCache", "ReluCache", "DropoutCache",
            "affine_forward", "affine_backward", "relu_forward", "relu_backward",
-           "dropout_forward", "dropout_backward", "dropout_uniforms"]
+           "dropout_forward", "dropout_backward", "dropout_uniforms", "inverted_dropout"]
 
 
 class AffineCache(NamedTuple):
@@ -132,9 +132,19 @@ def dropout_forward(x, dropout_param):
         raise ValueError(f"dropout_param['p'] is the keep probability and must lie in (0, 1], got {p!r}")
     if mode == "test":
         return x, DropoutCache(None, mode)
-    mask = (dropout_uniforms(x.shape, dropout_param) < p).astype(x.dtype)
-    mask /= np.asarray(p, dtype=x.dtype)
-    return x * mask, DropoutCache(mask, mode)
+    return inverted_dropout(x, dropout_uniforms(x.shape, dropout_param) < p, p)
+
+
+def inverted_dropout(x, keep, keep_prob):
+    """Train-mode inverted dropout with a given mask: ``out = x * keep / keep_prob``.
+
+    keep: bool array of x's shape, True where a unit is kept. The course faces
+    whose ``p`` is a drop probability build ``keep`` their course's way and
+    share this arithmetic. Returns ``(out, DropoutCache)``.
+    """
+    mask = keep.astype(x.dtype)
+    mask /= np.asarray(keep_prob, dtype=x.dtype)
+    return x * mask, DropoutCache(mask, "train")
 
 
 def dropout_backward(dout, cache):

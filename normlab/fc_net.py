@@ -65,6 +65,10 @@ class RunningStatsState:
 
 
 class FullyConnectedNet(RunningStatsState):
+    #: The dropout layer, ``(x, dropout_param) -> (out, cache)``; a course face
+    #: whose dropout_param['p'] is a drop probability substitutes its own.
+    dropout_layer = staticmethod(dropout_forward)
+
     """Multi-layer fully connected net with softmax loss.
 
     Inputs:
@@ -196,7 +200,7 @@ class FullyConnectedNet(RunningStatsState):
             h, rc = relu_forward(h)
             dc = None
             if self.use_dropout:
-                h, dc = dropout_forward(h, self.dropout_param)
+                h, dc = self.dropout_layer(h, self.dropout_param)
             caches.append((fc, nc, rc, dc))
         L = self.num_layers
         scores, out_cache = affine_forward(h, self.params[f"W{L}"], self.params[f"b{L}"])

@@ -1,4 +1,4 @@
-"""First-order update rules: SGD, SGD with momentum, RMSProp and Adam.
+"""First-order update rules: SGD, SGD with momentum (plain and Nesterov), RMSProp and Adam.
 
 Two layers, one set of equations:
 
@@ -27,10 +27,10 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 __all__ = [
-    "sgd", "sgd_momentum", "rmsprop", "adam",
+    "sgd", "sgd_momentum", "sgd_nesterov_momentum", "rmsprop", "adam",
     "SGDConfig", "MomentumConfig", "RMSPropConfig", "AdamConfig",
     "MomentumState", "RMSPropState", "AdamState",
-    "sgd_step", "momentum_step", "rmsprop_step", "adam_step",
+    "sgd_step", "momentum_step", "nesterov_step", "rmsprop_step", "adam_step",
     "UPDATE_RULES", "allowed_config_keys", "check_config",
 ]
 
@@ -163,6 +163,23 @@ def momentum_step(w, dw, hp: MomentumConfig = MomentumConfig(), state: MomentumS
     return w + v, MomentumState(v)
 
 
+def nesterov_step(w, dw, hp: MomentumConfig = MomentumConfig(), state: MomentumState | None = None):
+    """SGD with Nesterov momentum, in the look-ahead-free form (UCLA nndl's)::
+
+        v_new  = momentum * v - learning_rate * dw
+        next_w = w + v_new + momentum * (v_new - v)
+
+    ``dw`` is the gradient at ``w``; the extra ``momentum * (v_new - v)``
+    takes the step the velocity is about to take (Sutskever et al. 2013's
+    Nesterov momentum rewritten in the variable ``w + momentum * v``).
+    ``state=None`` starts from ``v = 0``. Returns ``(next_w, MomentumState)``.
+    """
+    w, dw = _prepare(w, dw)
+    v = np.zeros_like(w) if state is None else _state_array(state.velocity, w, "velocity")
+    v_new = hp.momentum * v - hp.learning_rate * dw
+    return w + v_new + hp.momentum * (v_new - v), MomentumState(v_new)
+
+
 def rmsprop_step(w, dw, hp: RMSPropConfig = RMSPropConfig(), state: RMSPropState | None = None):
     """RMSProp::
 
@@ -283,6 +300,7 @@ def _apply(rule: UpdateRule, w, dw, config: dict | None):
 
 _SGD = UpdateRule("sgd", SGDConfig, None, sgd_step)
 _MOMENTUM = UpdateRule("sgd_momentum", MomentumConfig, MomentumState, momentum_step)
+_NESTEROV = UpdateRule("sgd_nesterov_momentum", MomentumConfig, MomentumState, nesterov_step)
 _RMSPROP = UpdateRule("rmsprop", RMSPropConfig, RMSPropState, rmsprop_step)
 _ADAM = UpdateRule("adam", AdamConfig, AdamState, adam_step)
 
@@ -308,6 +326,17 @@ def sgd_momentum(w, dw, config=None):
     velocity stored in config.
     """
     return _apply(_MOMENTUM, w, dw, config)
+
+
+def sgd_nesterov_momentum(w, dw, config=None):
+    """SGD with Nesterov momentum: ``v' = momentum * v - learning_rate * dw;
+    next_w = w + v' + momentum * (v' - v)``.
+
+    config: ``learning_rate`` (1e-2), ``momentum`` (0.9), ``velocity`` (ndarray
+    like w; zeros when absent). Returns ``(next_w, config)`` with the new
+    velocity stored in config.
+    """
+    return _apply(_NESTEROV, w, dw, config)
 
 
 def rmsprop(w, dw, config=None):
@@ -337,6 +366,7 @@ def adam(w, dw, config=None):
 UPDATE_RULES: dict[str, tuple[Callable, UpdateRule]] = {
     "sgd": (sgd, _SGD),
     "sgd_momentum": (sgd_momentum, _MOMENTUM),
+    "sgd_nesterov_momentum": (sgd_nesterov_momentum, _NESTEROV),
     "rmsprop": (rmsprop, _RMSPROP),
     "adam": (adam, _ADAM),
 }

@@ -118,6 +118,10 @@ class Solver:
     missing data keys.
     """
 
+    #: True for a subclass whose minibatches come from the global np.random (the
+    #: course faces): its checkpoints then carry that generator's state.
+    _uses_global_rng = False
+
     def __init__(self, model, data, **kwargs):
         unknown = sorted(set(kwargs) - set(_OPTIONS))
         if unknown:
@@ -393,7 +397,9 @@ class Solver:
                 "rng": {"minibatch": _rng_state_to_json(self._batch_rng.bit_generator.state),
                         "eval": _rng_state_to_json(self._eval_rng.bit_generator.state),
                         "model": None if model_rng is None else
-                        _rng_state_to_json(model_rng.bit_generator.state)}}
+                        _rng_state_to_json(model_rng.bit_generator.state),
+                        "global": None if not self._uses_global_rng else
+                        _rng_state_to_json(np.random.get_state(legacy=False))}}
         return ckpt.save_checkpoint(path, arrays, meta)
 
     @classmethod
@@ -467,6 +473,10 @@ class Solver:
         self._load_state_arrays(state)
         if model_rng is not None:
             model_rng.bit_generator.state = _rng_state_from_json(meta["rng"]["model"])
+        if self._uses_global_rng:
+            if meta["rng"].get("global") is None:
+                fail("holds no global np.random state, which this Solver's minibatches come from")
+            np.random.set_state(_rng_state_from_json(meta["rng"]["global"]))
         self._batch_rng.bit_generator.state = _rng_state_from_json(meta["rng"]["minibatch"])
         self._eval_rng.bit_generator.state = _rng_state_from_json(meta["rng"]["eval"])
         self.optim_configs = configs

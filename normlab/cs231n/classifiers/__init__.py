@@ -1,0 +1,1 @@
+"""``cs231n.classifiers``: ``fc_net`` and ``cnn``."""

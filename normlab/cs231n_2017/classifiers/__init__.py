@@ -1,0 +1,1 @@
+"""``cs231n.classifiers`` (2017): ``fc_net`` and ``cnn``."""

@@ -1,0 +1,105 @@
+"""The courses' model classes as keyword adapters over normlab's nets.
+
+Each class takes its course's signature, translates it to
+:class:`~normlab.models.FullyConnectedNet` / :class:`~normlab.models.ThreeLayerConvNet`
+and computes nothing itself. Weights come from the global ``np.random`` in the
+course's order (W1, W2, ... of the layers in turn), so ``np.random.seed`` before a
+course cell gives the course's weights.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..cnn import ThreeLayerConvNet
+from ..fc_net import FullyConnectedNet
+from .dropout import drop_dropout_forward
+
+__all__ = ["KeepFullyConnectedNet", "DropFullyConnectedNet", "TwoLayerNet", "NndlTwoLayerNet",
+           "BatchnormFlagConvNet"]
+
+
+def _drop_probability(dropout) -> float:
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"dropout is the probability of DROPPING a unit in this course, in [0, 1) "
+                         f"(0: no dropout), got {dropout!r}")
+    return float(dropout)
+
+
+class KeepFullyConnectedNet(FullyConnectedNet):
+    """CS231n 2018-2020: ``FullyConnectedNet(hidden_dims, input_dim=3*32*32, num_classes=10,
+    dropout=1, normalization=None, reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None)``.
+
+    ``dropout`` is the KEEP probability (1: no dropout), ``normalization`` None,
+    'batchnorm' or 'layernorm'; ``seed`` fixes the dropout masks.
+    """
+
+    def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout=1, normalization=None,
+                 reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None):
+        super().__init__(hidden_dims, input_dim=input_dim, num_classes=num_classes, dropout_keep_ratio=dropout,
+                         normalization=normalization, reg=reg, weight_scale=weight_scale, dtype=dtype, seed=seed)
+
+
+class DropFullyConnectedNet(FullyConnectedNet):
+    """CS231n 2017 and UCLA nndl: ``FullyConnectedNet(hidden_dims, input_dim=3*32*32,
+    num_classes=10, dropout=0, use_batchnorm=False, reg=0.0, weight_scale=1e-2,
+    dtype=np.float32, seed=None)``.
+
+    ``dropout`` is the DROP probability (0: no dropout), ``use_batchnorm`` adds
+    batch norm before every hidden ReLU. ``dropout_param['p']`` holds the drop
+    probability too, as in the course; the mask follows ``keep_rule`` (a key
+    of ``normlab.faces.dropout.KEEP_RULES``), set by each face.
+    """
+    keep_rule: str = ""
+
+    def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout=0, use_batchnorm=False,
+                 reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None):
+        p = _drop_probability(dropout)
+        super().__init__(hidden_dims, input_dim=input_dim, num_classes=num_classes, dropout_keep_ratio=1 - p,
+                         normalization="batchnorm" if use_batchnorm else None, reg=reg,
+                         weight_scale=weight_scale, dtype=dtype, seed=seed)
+        self.use_batchnorm = bool(use_batchnorm)
+        if self.use_dropout:
+            self.dropout_param["p"] = p
+
+    def dropout_layer(self, x, dropout_param):
+        return drop_dropout_forward(x, dropout_param, self.keep_rule)
+
+
+class TwoLayerNet(FullyConnectedNet):
+    """CS231n 2017-2020: ``TwoLayerNet(input_dim=3*32*32, hidden_dim=100, num_classes=10,
+    weight_scale=1e-3, reg=0.0)``: affine - relu - affine - softmax, parameters
+    W1 (D, H), b1, W2 (H, C), b2, in float64 as the course's (it has no dtype).
+    """
+
+    def __init__(self, input_dim=3 * 32 * 32, hidden_dim=100, num_classes=10, weight_scale=1e-3, reg=0.0):
+        super().__init__([hidden_dim], input_dim=input_dim, num_classes=num_classes, reg=reg,
+                         weight_scale=weight_scale, dtype=np.float64)
+
+
+class NndlTwoLayerNet(DropFullyConnectedNet):
+    """UCLA nndl (2022+): ``TwoLayerNet(input_dim=3*32*32, hidden_dims=100, num_classes=10,
+    dropout=0, weight_scale=1e-3, reg=0.0)``; ``hidden_dims`` is one integer and
+    ``dropout`` (drop probability) applies after the hidden ReLU. float64.
+    """
+    keep_rule = "nndl"
+
+    def __init__(self, input_dim=3 * 32 * 32, hidden_dims=100, num_classes=10, dropout=0, weight_scale=1e-3,
+                 reg=0.0):
+        super().__init__([hidden_dims], input_dim=input_dim, num_classes=num_classes, dropout=dropout,
+                         reg=reg, weight_scale=weight_scale, dtype=np.float64)
+
+
+class BatchnormFlagConvNet(ThreeLayerConvNet):
+    """UCLA nndl: ``ThreeLayerConvNet(input_dim=(3, 32, 32), num_filters=32, filter_size=7,
+    hidden_dim=100, num_classes=10, weight_scale=1e-3, reg=0.0, dtype=np.float32,
+    use_batchnorm=False)``; with batch norm, spatial batch norm after the conv
+    and batch norm after the hidden affine layer (gamma1/beta1, gamma2/beta2).
+    """
+
+    def __init__(self, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100, num_classes=10,
+                 weight_scale=1e-3, reg=0.0, dtype=np.float32, use_batchnorm=False):
+        super().__init__(input_dim=input_dim, num_filters=num_filters, filter_size=filter_size,
+                         hidden_dim=hidden_dim, num_classes=num_classes, weight_scale=weight_scale, reg=reg,
+                         dtype=dtype, normalization="batchnorm" if use_batchnorm else None)
+        self.use_batchnorm = bool(use_batchnorm)
