@@ -53,7 +53,7 @@ import copy
 
 import numpy as np
 
-from .basic import dropout_uniforms
+from .basic import dropout_forward, dropout_uniforms
 
 __all__ = ["TorchModel", "require_torch", "torch_available", "TORCH_MISSING", "ENGINES"]
 
@@ -229,6 +229,10 @@ class TorchModel:
         else:
             raise TypeError(f"the torch engine builds FullyConnectedNet and ThreeLayerConvNet, "
                             f"got {type(model).__name__}")
+        if getattr(model, "use_dropout", False) and model.dropout_layer is not dropout_forward:
+            raise ValueError(f"the torch engine draws dropout masks as normlab's dropout_forward (keep "
+                             f"probability p); {type(model).__module__}.{type(model).__name__} uses its "
+                             f"course's own masks; build the net with normlab.models.FullyConnectedNet")
         self.dtype = np.dtype(model.dtype if dtype is None else dtype)
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be np.float32 or np.float64, got {dtype!r}")

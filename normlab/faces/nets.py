@@ -15,7 +15,7 @@ from ..fc_net import FullyConnectedNet
 from .dropout import drop_dropout_forward
 
 __all__ = ["KeepFullyConnectedNet", "DropFullyConnectedNet", "TwoLayerNet", "NndlTwoLayerNet",
-           "BatchnormFlagConvNet"]
+           "CourseConvNet", "BatchnormFlagConvNet"]
 
 
 def _drop_probability(dropout) -> float:
@@ -90,11 +90,23 @@ class NndlTwoLayerNet(DropFullyConnectedNet):
                          reg=reg, weight_scale=weight_scale, dtype=np.float64)
 
 
-class BatchnormFlagConvNet(ThreeLayerConvNet):
+class CourseConvNet(ThreeLayerConvNet):
+    """CS231n: ``ThreeLayerConvNet(input_dim=(3, 32, 32), num_filters=32, filter_size=7,
+    hidden_dim=100, num_classes=10, weight_scale=1e-3, reg=0.0, dtype=np.float32)``.
+
+    normlab's net, computing in the input's dtype as the course's does (float64
+    images with float32 weights run in float64), so a seeded course cell prints
+    the course's loss to the last digit.
+    """
+    cast_input = False
+
+
+class BatchnormFlagConvNet(CourseConvNet):
     """UCLA nndl: ``ThreeLayerConvNet(input_dim=(3, 32, 32), num_filters=32, filter_size=7,
     hidden_dim=100, num_classes=10, weight_scale=1e-3, reg=0.0, dtype=np.float32,
     use_batchnorm=False)``; with batch norm, spatial batch norm after the conv
     and batch norm after the hidden affine layer (gamma1/beta1, gamma2/beta2).
+    Computes in the input's dtype, as the course's net.
     """
 
     def __init__(self, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100, num_classes=10,
