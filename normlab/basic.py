@@ -9,7 +9,7 @@ from ._checks import as_float_array, require_min_ndim, require_mode
 
 __all__ = ["AffineCache", "ReluCache", "DropoutCache",
            "affine_forward", "affine_backward", "relu_forward", "relu_backward",
-           "dropout_forward", "dropout_backward", "dropout_uniforms", "inverted_dropout"]
+           "dropout_forward", "dropout_backward", "dropout_uniforms", "inverted_dropout", "dropout_args"]
 
 
 class AffineCache(NamedTuple):
@@ -99,6 +99,16 @@ def dropout_uniforms(shape, dropout_param) -> np.ndarray:
     return np.random.random_sample(shape)
 
 
+def dropout_args(x, dropout_param, allowed_keys):
+    """Validate dropout's arguments: ``(x as a float array, mode, dropout_param.get('p'))``."""
+    if not isinstance(dropout_param, dict):
+        raise TypeError(f"dropout_param must be a dict, got {type(dropout_param).__name__}")
+    unknown = set(dropout_param) - set(allowed_keys)
+    if unknown:
+        raise ValueError(f"unknown dropout_param keys {sorted(unknown)}; allowed: {sorted(allowed_keys)}")
+    return as_float_array(x, "x"), require_mode(dropout_param.get("mode")), dropout_param.get("p")
+
+
 def dropout_forward(x, dropout_param):
     """Inverted dropout: in train mode keep each unit with probability p and scale by 1/p.
 
@@ -120,14 +130,7 @@ def dropout_forward(x, dropout_param):
     - out: Array of the same shape and dtype as x.
     - cache: DropoutCache(mask, mode).
     """
-    if not isinstance(dropout_param, dict):
-        raise TypeError(f"dropout_param must be a dict, got {type(dropout_param).__name__}")
-    unknown = set(dropout_param) - _DROPOUT_KEYS
-    if unknown:
-        raise ValueError(f"unknown dropout_param keys {sorted(unknown)}; allowed: {sorted(_DROPOUT_KEYS)}")
-    x = as_float_array(x, "x")
-    mode = require_mode(dropout_param.get("mode"))
-    p = dropout_param.get("p")
+    x, mode, p = dropout_args(x, dropout_param, _DROPOUT_KEYS)
     if p is None or not 0.0 < float(p) <= 1.0:
         raise ValueError(f"dropout_param['p'] is the keep probability and must lie in (0, 1], got {p!r}")
     if mode == "test":

@@ -17,6 +17,8 @@ from normlab.nndl.fc_net import *  # noqa: F401,F403
 from normlab.nndl.gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
 from normlab.nndl.optim import adam, rmsprop, sgd_momentum, sgd_nesterov_momentum
 
+import _course_numbers as nums
+
 N_, D_, H1_, H2_, C_ = 2, 15, 20, 30, 10
 
 
@@ -126,74 +128,32 @@ def test_batchnorm_net_cell():
 
 # ------------------------------------------------------------------ HW4 Optimization.ipynb
 
-def _optim_inputs():
-    N, D = 4, 5
-    return (np.linspace(-0.4, 0.6, num=N * D).reshape(N, D), np.linspace(-0.6, 0.4, num=N * D).reshape(N, D),
-            np.linspace(0.6, 0.9, num=N * D).reshape(N, D))
-
-
-VELOCITY = [[0.5406, 0.55475789, 0.56891579, 0.58307368, 0.59723158],
-            [0.61138947, 0.62554737, 0.63970526, 0.65386316, 0.66802105],
-            [0.68217895, 0.69633684, 0.71049474, 0.72465263, 0.73881053],
-            [0.75296842, 0.76712632, 0.78128421, 0.79544211, 0.8096]]
-
-
 @pytest.mark.parametrize("rule, expected_w, printed", [
-    (sgd_momentum, [[0.1406, 0.20738947, 0.27417895, 0.34096842, 0.40775789],
-                    [0.47454737, 0.54133684, 0.60812632, 0.67491579, 0.74170526],
-                    [0.80849474, 0.87528421, 0.94207368, 1.00886316, 1.07565263],
-                    [1.14244211, 1.20923158, 1.27602105, 1.34281053, 1.4096]], 8.882347033505819e-09),
-    (sgd_nesterov_momentum, [[0.08714, 0.15246105, 0.21778211, 0.28310316, 0.34842421],
-                             [0.41374526, 0.47906632, 0.54438737, 0.60970842, 0.67502947],
-                             [0.74035053, 0.80567158, 0.87099263, 0.93631368, 1.00163474],
-                             [1.06695579, 1.13227684, 1.19759789, 1.26291895, 1.32824]], 1.0875186845081027e-08),
+    (sgd_momentum, nums.MOMENTUM_NEXT_W, nums.PRINTED["momentum"]),
+    (sgd_nesterov_momentum, nums.NESTEROV_NEXT_W, nums.PRINTED["nesterov"]),
 ])
 def test_momentum_cells(rule, expected_w, printed):
-    w, dw, v = _optim_inputs()
-    config = {"learning_rate": 1e-3, "velocity": v}
-    next_w, _ = rule(w, dw, config=config)
-    assert rel_error(next_w, np.asarray(expected_w)) == pytest.approx(printed, rel=1e-6)
-    assert rel_error(np.asarray(VELOCITY), config["velocity"]) == pytest.approx(4.269287743278663e-09, rel=1e-6)
+    config = {"learning_rate": 1e-3, "velocity": nums.STATE}
+    next_w, _ = rule(nums.W, nums.DW, config=config)
+    errors = rel_error(next_w, np.asarray(expected_w)), rel_error(np.asarray(nums.VELOCITY), config["velocity"])
+    assert errors == pytest.approx(printed, rel=1e-6)
 
 
 def test_rmsprop_cell_keeps_its_average_under_a():
-    w, dw, a = _optim_inputs()
-    config = {"learning_rate": 1e-2, "a": a}
-    next_w, returned = rmsprop(w, dw, config=config)
-    expected_w = [[-0.39223849, -0.34037513, -0.28849239, -0.23659121, -0.18467247],
-                  [-0.132737, -0.08078555, -0.02881884, 0.02316247, 0.07515774],
-                  [0.12716641, 0.17918792, 0.23122175, 0.28326742, 0.33532447],
-                  [0.38739248, 0.43947102, 0.49155973, 0.54365823, 0.59576619]]
-    expected_a = [[0.5976, 0.6126277, 0.6277108, 0.64284931, 0.65804321],
-                  [0.67329252, 0.68859723, 0.70395734, 0.71937285, 0.73484377],
-                  [0.75037008, 0.7659518, 0.78158892, 0.79728144, 0.81302936],
-                  [0.82883269, 0.84469141, 0.86060554, 0.87657507, 0.8926]]
+    config = {"learning_rate": 1e-2, "a": nums.STATE}
+    next_w, returned = rmsprop(nums.W, nums.DW, config=config)
     assert returned is config and "cache" not in config
-    assert rel_error(np.asarray(expected_w), next_w) == pytest.approx(9.524687511038133e-08, rel=1e-6)
-    assert rel_error(np.asarray(expected_a), config["a"]) == pytest.approx(2.6477955807156126e-09, rel=1e-6)
+    errors = rel_error(np.asarray(nums.RMSPROP_NEXT_W), next_w), rel_error(np.asarray(nums.RMSPROP_CACHE), config["a"])
+    assert errors == pytest.approx(nums.PRINTED["rmsprop"], rel=1e-6)
 
 
 def test_adam_cell_keeps_its_moments_under_v_and_a():
-    w, dw, v = _optim_inputs()
-    a = np.linspace(0.7, 0.5, num=20).reshape(4, 5)
-    config = {"learning_rate": 1e-2, "v": v, "a": a, "t": 5}
-    next_w, _ = adam(w, dw, config=config)
-    expected_w = [[-0.40094747, -0.34836187, -0.29577703, -0.24319299, -0.19060977],
-                  [-0.1380274, -0.08544591, -0.03286534, 0.01971428, 0.0722929],
-                  [0.1248705, 0.17744702, 0.23002243, 0.28259667, 0.33516969],
-                  [0.38774145, 0.44031188, 0.49288093, 0.54544852, 0.59801459]]
-    expected_a = [[0.69966, 0.68908382, 0.67851319, 0.66794809, 0.65738853],
-                  [0.64683452, 0.63628604, 0.6257431, 0.61520571, 0.60467385],
-                  [0.59414753, 0.58362676, 0.57311152, 0.56260183, 0.55209767],
-                  [0.54159906, 0.53110598, 0.52061845, 0.51013645, 0.49966]]
-    expected_v = [[0.48, 0.49947368, 0.51894737, 0.53842105, 0.55789474],
-                  [0.57736842, 0.59684211, 0.61631579, 0.63578947, 0.65526316],
-                  [0.67473684, 0.69421053, 0.71368421, 0.73315789, 0.75263158],
-                  [0.77210526, 0.79157895, 0.81105263, 0.83052632, 0.85]]
-    errors = (rel_error(np.asarray(expected_w), next_w), rel_error(np.asarray(expected_a), config["a"]),
-              rel_error(np.asarray(expected_v), config["v"]))
+    config = {"learning_rate": 1e-2, "v": nums.STATE, "a": nums.SECOND_MOMENT, "t": 5}
+    next_w, _ = adam(nums.W, nums.DW, config=config)
+    errors = (rel_error(np.asarray(nums.ADAM_NEXT_W), next_w), rel_error(np.asarray(nums.ADAM_SECOND), config["a"]),
+              rel_error(np.asarray(nums.ADAM_FIRST), config["v"]))
     # "you should see errors around 1e-7 or less"; the course prints these three
-    assert errors == pytest.approx((1.1395691798535431e-07, 4.208314038113071e-09, 4.214963193114416e-09), rel=1e-6)
+    assert errors == pytest.approx(nums.PRINTED["adam"], rel=1e-6)
     assert config["t"] == 6 and set(config) == {"learning_rate", "beta1", "beta2", "epsilon", "v", "a", "t"}
 
 

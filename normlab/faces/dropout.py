@@ -18,8 +18,7 @@ the course numbers depend on it:
 """
 from __future__ import annotations
 
-from ..basic import DropoutCache, dropout_backward, dropout_uniforms, inverted_dropout
-from .._checks import as_float_array, require_mode
+from ..basic import DropoutCache, dropout_args, dropout_backward, dropout_uniforms, inverted_dropout
 
 __all__ = ["drop_dropout_forward", "dropout_backward", "KEEP_RULES"]
 
@@ -38,14 +37,7 @@ def drop_dropout_forward(x, dropout_param, rule: str):
     ``rule`` names the course's mask (see ``KEEP_RULES``). Returns
     ``(out, DropoutCache)``; ``dropout_backward`` takes the cache.
     """
-    if not isinstance(dropout_param, dict):
-        raise TypeError(f"dropout_param must be a dict, got {type(dropout_param).__name__}")
-    unknown = set(dropout_param) - _KEYS
-    if unknown:
-        raise ValueError(f"unknown dropout_param keys {sorted(unknown)}; allowed: {sorted(_KEYS)}")
-    x = as_float_array(x, "x")
-    mode = require_mode(dropout_param.get("mode"))
-    p = dropout_param.get("p")
+    x, mode, p = dropout_args(x, dropout_param, _KEYS)
     if p is None or not 0.0 <= float(p) < 1.0:
         raise ValueError(f"dropout_param['p'] is the probability of DROPPING a unit in this course and must "
                          f"lie in [0, 1), got {p!r}")
