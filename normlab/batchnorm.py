@@ -188,8 +188,10 @@ def batchnorm_backward_staged(dout, cache: BatchNormCache):
     mu, inv, gamma = _keep(c.mean, c), _keep(c.inv_std, c), _keep(c.gamma, c)
     xc = c.x - mu
     x_hat = xc * inv
-    dbeta = dout.sum(axis=c.axes)                                # out = gamma * x_hat + beta
-    dgamma = np.sum(dout * x_hat, axis=c.axes)
+    # out = gamma * x_hat + beta: dbeta = sum(dout), dgamma = sum(dout * x_hat), summed
+    # as the closed form sums them, so the two backward passes agree on them exactly
+    dbeta, s1, _ = grad_sums(_view(np.asarray(dout, dtype=c.x.dtype)), _view(c.x), c.mean)
+    dgamma = s1 * c.inv_std
     dx_hat = dout * gamma
     if not c.batch_stats:                                        # mu, inv are constants in test mode
         return _finish(dx_hat * inv, dgamma, dbeta, c)

@@ -45,6 +45,8 @@ class ThreeLayerConvNet(RunningStatsState):
     #: not: float64 images meet float32 weights and the arithmetic runs in
     #: float64 (the CS231n face keeps that, so its losses print the course's digits).
     cast_input = True
+    #: The loss on the scores, ``(scores, y) -> (loss, dscores)`` (see FullyConnectedNet).
+    loss_layer = staticmethod(softmax_loss)
 
     def __init__(self, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100, num_classes=10,
                  weight_scale=1e-3, reg=0.0, dtype=np.float32, normalization=None, num_groups=4, rng_seed=None,
@@ -135,7 +137,7 @@ class ThreeLayerConvNet(RunningStatsState):
         if y is None:
             return scores
 
-        loss, d = softmax_loss(scores, y)
+        loss, d = self.loss_layer(scores, y)
         grads = {}
         d, grads["W3"], grads["b3"] = affine_backward(d, fc3)
         d = relu_backward(d, r2)

@@ -189,6 +189,18 @@ def test_batchnorm_backward_cell(backward):
     assert max(errors) < 1e-8                        # "between 1e-13 and 1e-8"
 
 
+def test_batchnorm_backward_alt_cell_gives_the_same_gradients():
+    np.random.seed(231)
+    N, D = 100, 500
+    x = 5 * np.random.randn(N, D) + 12
+    gamma, beta = np.random.randn(D), np.random.randn(D)
+    dout = np.random.randn(N, D)
+    _, cache = batchnorm_forward(x, gamma, beta, {"mode": "train"})
+    staged, alt = batchnorm_backward(dout, cache), batchnorm_backward_alt(dout, cache)
+    assert rel_error(staged[0], alt[0]) < 1e-11                  # the course prints ~1e-12
+    assert rel_error(staged[1], alt[1]) == 0.0 and rel_error(staged[2], alt[2]) == 0.0   # and 0.0, 0.0
+
+
 def test_batchnorm_net_gradient_check_cell():
     X, y = _net_data()
     expected = {0: "2.2611955101340957", 3.14: "6.996533220108303"}

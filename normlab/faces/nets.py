@@ -12,9 +12,15 @@ import numpy as np
 
 from ..cnn import ThreeLayerConvNet
 from ..fc_net import FullyConnectedNet
+from ..losses import softmax_loss_log_probs
 from .dropout import drop_dropout_forward
 
-__all__ = ["KeepFullyConnectedNet", "DropFullyConnectedNet", "TwoLayerNet", "NndlTwoLayerNet",
+#: The loss of the CS231n templates that give students ``softmax_loss`` (2017-2020):
+#: the same function, summed in their order (``softmax_loss_log_probs``). UCLA's
+#: template gives the older probabilities form, normlab's ``softmax_loss``.
+TEMPLATE_LOSS = staticmethod(softmax_loss_log_probs)
+
+__all__ = ["TEMPLATE_LOSS", "KeepFullyConnectedNet", "DropFullyConnectedNet", "TwoLayerNet", "NndlTwoLayerNet",
            "CourseConvNet", "BatchnormFlagConvNet"]
 
 
@@ -33,6 +39,7 @@ class KeepFullyConnectedNet(FullyConnectedNet):
     ``dropout`` is the KEEP probability (1: no dropout), ``normalization`` None,
     'batchnorm' or 'layernorm'; ``seed`` fixes the dropout masks.
     """
+    loss_layer = TEMPLATE_LOSS
 
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout=1, normalization=None,
                  reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None):
@@ -71,6 +78,7 @@ class TwoLayerNet(FullyConnectedNet):
     weight_scale=1e-3, reg=0.0)``: affine - relu - affine - softmax, parameters
     W1 (D, H), b1, W2 (H, C), b2, in float64 as the course's (it has no dtype).
     """
+    loss_layer = TEMPLATE_LOSS
 
     def __init__(self, input_dim=3 * 32 * 32, hidden_dim=100, num_classes=10, weight_scale=1e-3, reg=0.0):
         super().__init__([hidden_dim], input_dim=input_dim, num_classes=num_classes, reg=reg,

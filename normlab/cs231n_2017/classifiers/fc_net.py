@@ -8,7 +8,7 @@
 Keyword adapters over normlab's ``FullyConnectedNet`` (``normlab.faces.nets``);
 the layers and sandwich layers are exported too, as the course's module does.
 """
-from ...faces.nets import DropFullyConnectedNet, TwoLayerNet
+from ...faces.nets import TEMPLATE_LOSS, DropFullyConnectedNet, TwoLayerNet
 from ..layer_utils import *  # noqa: F401,F403
 from ..layer_utils import __all__ as _layers
 
@@ -16,6 +16,7 @@ from ..layer_utils import __all__ as _layers
 class FullyConnectedNet(DropFullyConnectedNet):
     __doc__ = DropFullyConnectedNet.__doc__
     keep_rule = "cs231n_2017"
+    loss_layer = TEMPLATE_LOSS
 
 
 __all__ = ["TwoLayerNet", "FullyConnectedNet", *_layers]
