@@ -187,7 +187,6 @@ def batchnorm_backward_staged(dout, cache: BatchNormCache):
     m = reduced_size(c.x.shape, c.axes)
     mu, inv, gamma = _keep(c.mean, c), _keep(c.inv_std, c), _keep(c.gamma, c)
     xc = c.x - mu
-    x_hat = xc * inv
     # out = gamma * x_hat + beta: dbeta = sum(dout), dgamma = sum(dout * x_hat), summed
     # as the closed form sums them, so the two backward passes agree on them exactly
     dbeta, s1, _ = grad_sums(_view(np.asarray(dout, dtype=c.x.dtype)), _view(c.x), c.mean)

@@ -160,7 +160,7 @@ def dropout_net_checks(X, y, rng_seed: int) -> list[CheckResult]:
     """Net-level checks with dropout. ``seed=123`` has the course's meaning: every
     evaluation of the loss draws the same mask, so finite differences see one function."""
     rows = []
-    (N, D), C = X.shape, 10
+    D, C = X.shape[1], 10
     for keep in (0.75, 0.5):
         model = FullyConnectedNet([20, 30], input_dim=D, num_classes=C, weight_scale=5e-2, dtype=np.float64,
                                   dropout_keep_ratio=keep, seed=123, rng_seed=rng_seed)

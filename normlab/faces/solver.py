@@ -32,6 +32,7 @@ from ..solver import Solver
 
 __all__ = ["CourseSolver"]
 
+
 class CourseSolver(Solver):
     """``Solver(model, data, **kwargs)`` with the course's schedule (see the module docstring).
 
