@@ -40,6 +40,8 @@ def test_2019_dropout_keyword_is_the_keep_probability():
     assert not model.use_dropout and "gamma1" in model.params
     with pytest.raises(TypeError):
         FullyConnectedNet([H1_], input_dim=D_, use_batchnorm=True)      # not this year's keyword
+    with pytest.raises(ValueError, match=r"KEEPING a unit.*\(0, 1\].*got 0"):
+        FullyConnectedNet([H1_], input_dim=D_, dropout=0)
 
 
 @pytest.mark.parametrize("face", ["normlab.cs231n_2019", "normlab.cs231n_2017"])

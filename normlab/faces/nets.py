@@ -43,6 +43,10 @@ class KeepFullyConnectedNet(FullyConnectedNet):
 
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout=1, normalization=None,
                  reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None):
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.integer, np.floating)) \
+                or not 0.0 < float(dropout) <= 1.0:
+            raise ValueError(f"dropout is the probability of KEEPING a unit in this course, in (0, 1] "
+                             f"(1: no dropout), got {dropout!r}")
         super().__init__(hidden_dims, input_dim=input_dim, num_classes=num_classes, dropout_keep_ratio=dropout,
                          normalization=normalization, reg=reg, weight_scale=weight_scale, dtype=dtype, seed=seed)
 
