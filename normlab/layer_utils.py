@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import NamedTuple, Any
 
+import numpy as np
+
 from .basic import affine_backward, affine_forward, relu_backward, relu_forward
-from .batchnorm import (batchnorm_backward_alt, batchnorm_forward, spatial_batchnorm_backward,
-                        spatial_batchnorm_forward)
+from .batchnorm import batchnorm_after_bias, batchnorm_backward_alt, spatial_batchnorm_backward
 from .conv import conv_backward_fast, conv_forward_fast
 from .norms import layernorm_backward, layernorm_forward
 from .pool import max_pool_backward_fast, max_pool_forward_fast
@@ -45,10 +46,16 @@ def affine_relu_backward(dout, cache):
     return affine_backward(relu_backward(dout, cache.relu), cache.first)
 
 
+def _no_bias(w) -> np.ndarray:
+    """Zeros for the linear layer before a batch norm, which takes its bias instead
+    (``batchnorm_after_bias``: the centering cancels it exactly)."""
+    return np.zeros(w.shape[0 if w.ndim == 4 else 1], dtype=np.result_type(w, np.float32))
+
+
 def affine_bn_relu_forward(x, w, b, gamma, beta, bn_param):
     """affine -> batch norm -> ReLU; bn_param as for batchnorm_forward."""
-    a, fc = affine_forward(x, w, b)
-    n, nc = batchnorm_forward(a, gamma, beta, bn_param)
+    a, fc = affine_forward(x, w, _no_bias(w))
+    n, nc = batchnorm_after_bias(a, b, gamma, beta, bn_param)
     out, rc = relu_forward(n)
     return out, SandwichCache(fc, nc, rc)
 
@@ -103,8 +110,8 @@ def conv_relu_pool_backward(dout, cache):
 
 def conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param):
     """conv -> spatial batch norm -> ReLU."""
-    a, cc = conv_forward_fast(x, w, b, conv_param)
-    n, nc = spatial_batchnorm_forward(a, gamma, beta, bn_param)
+    a, cc = conv_forward_fast(x, w, _no_bias(w), conv_param)
+    n, nc = batchnorm_after_bias(a, b, gamma, beta, bn_param)
     out, rc = relu_forward(n)
     return out, SandwichCache(cc, nc, rc)
 
@@ -118,8 +125,8 @@ def conv_bn_relu_backward(dout, cache):
 
 def conv_bn_relu_pool_forward(x, w, b, gamma, beta, conv_param, bn_param, pool_param):
     """conv -> spatial batch norm -> ReLU -> max pool."""
-    a, cc = conv_forward_fast(x, w, b, conv_param)
-    n, nc = spatial_batchnorm_forward(a, gamma, beta, bn_param)
+    a, cc = conv_forward_fast(x, w, _no_bias(w), conv_param)
+    n, nc = batchnorm_after_bias(a, b, gamma, beta, bn_param)
     r, rc = relu_forward(n)
     out, pc = max_pool_forward_fast(r, pool_param)
     return out, SandwichCache(cc, nc, rc, pc)

@@ -294,33 +294,46 @@ class Solver:
         if self.diverged:
             return
         self.status = "running"
-        num_train = len(self.X_train)
-        iterations_per_epoch = max(num_train // self.batch_size, 1)
-        num_iterations = self.num_epochs * iterations_per_epoch
+        if self._run_schedule():
+            self.status = "finished"
+        if self.restore_best and self.best_epoch is not None:
+            self._restore_best()
+
+    def _iterations(self) -> tuple[int, int]:
+        """(iterations per epoch, iterations in all): the remainder of N / batch_size is dropped."""
+        per_epoch = max(len(self.X_train) // self.batch_size, 1)
+        return per_epoch, self.num_epochs * per_epoch
+
+    def _after_iteration(self, total: int) -> None:
+        """Count the iteration just taken and print its loss every ``print_every`` iterations."""
+        self.iteration += 1
+        if self.verbose and (self.iteration - 1) % self.print_every == 0:
+            print(f"(Iteration {self.iteration} / {total}) loss: {self.loss_history[-1]:f}")
+
+    def _run_schedule(self) -> bool:
+        """normlab's schedule: accuracy at epoch 0, then per epoch a fresh permutation
+        cut into batches, learning-rate decay, accuracy and checkpoint. False on divergence."""
+        per_epoch, total = self._iterations()
         ok = bool(self.val_acc_history) or self._check_epoch()   # epoch 0, unless resumed
         while ok and self.epoch < self.num_epochs:
-            order = self._batch_rng.permutation(num_train)
-            for i in range(iterations_per_epoch):
+            order = self._batch_rng.permutation(len(self.X_train))
+            for i in range(per_epoch):
                 batch = order[i * self.batch_size:(i + 1) * self.batch_size]
-                ok = self._step(self.X_train[batch], self.y_train[batch])
-                if not ok:
-                    break
-                self.iteration += 1
-                if self.verbose and (self.iteration - 1) % self.print_every == 0:
-                    print(f"(Iteration {self.iteration} / {num_iterations}) loss: {self.loss_history[-1]:f}")
-            if not ok:
-                break
+                if not self._step(self.X_train[batch], self.y_train[batch]):
+                    return False
+                self._after_iteration(total)
             self.epoch += 1
             self._decay_learning_rates()
             ok = self._check_epoch()
             if ok and self.checkpoint_name is not None:
                 self.save_checkpoint(f"{self.checkpoint_name}_epoch_{self.epoch}")
-        if ok:
-            self.status = "finished"
-        if self.restore_best and self.best_epoch is not None:
-            for k, v in self.best_params.items():
-                self.model.params[k] = v.copy()
-            self._load_state_arrays(self.best_state)
+        return ok
+
+    def _restore_best(self) -> None:
+        """Swap the best snapshot into the model: parameters and state arrays."""
+        for k, v in self.best_params.items():
+            self.model.params[k] = v.copy()
+        self._load_state_arrays(self.best_state)
 
     def check_accuracy(self, X, y, num_samples=None, batch_size=100) -> float:
         """Fraction of ``X`` (N, ...) whose argmax score equals ``y`` (N,).

@@ -18,7 +18,7 @@ from normlab.cs231n.layer_utils import conv_relu_backward, conv_relu_forward, co
     conv_relu_pool_forward
 from normlab.cs231n.optim import adam, rmsprop, sgd_momentum
 
-import _course_numbers as nums
+import _course_cells as nums
 
 N_, D_, H1_, H2_, C_ = 2, 15, 20, 30, 10
 
@@ -97,28 +97,14 @@ def test_adam_cell():
 # ------------------------------------------------------------------ Dropout.ipynb
 
 def test_dropout_forward_cell():
-    np.random.seed(231)
-    x = np.random.randn(500, 500) + 10
-    expected = {0.25: (10.014059116977283, 0.749784), 0.4: (9.977917658761159, 0.600796),
-                0.7: (9.987811912159426, 0.30074)}
-    for p, (train_mean, zero_fraction) in expected.items():
-        out, _ = dropout_forward(x, {"mode": "train", "p": p})
-        out_test, _ = dropout_forward(x, {"mode": "test", "p": p})
-        assert (out == 0).mean() == zero_fraction
-        # the last printed digit of a mean of 250,000 numbers depends on NumPy's summation order
-        assert out.mean() == pytest.approx(train_mean, rel=1e-13)
-        assert out_test.mean() == x.mean() and (out_test == 0).mean() == 0.0
+    nums.dropout_forward_cell(dropout_forward, {0.25: (10.014059116977283, 0.749784),
+                                                0.4: (9.977917658761159, 0.600796),
+                                                0.7: (9.987811912159426, 0.30074)})
 
 
 def test_dropout_backward_cell():
-    np.random.seed(231)
-    x = np.random.randn(10, 10) + 10
-    dout = np.random.randn(*x.shape)
-    dropout_param = {"mode": "train", "p": 0.2, "seed": 123}
-    _, cache = dropout_forward(x, dropout_param)
-    dx = dropout_backward(dout, cache)
-    dx_num = eval_numerical_gradient_array(lambda xx: dropout_forward(xx, dropout_param)[0], x, dout)
-    assert rel_error(dx, dx_num) < 1e-10            # "around e-10 or less"; the course prints 5.4456e-11
+    # "around e-10 or less"; the course prints 5.44560814873387e-11
+    assert nums.dropout_backward_cell(dropout_forward, dropout_backward, 0.2) < 1e-10
 
 
 def test_fc_net_with_dropout_cell():
@@ -261,18 +247,8 @@ def test_layernorm_cells():
 
 # ------------------------------------------------------------------ ConvolutionalNetworks.ipynb
 
-def test_conv_forward_naive_cell():
-    x = np.linspace(-0.1, 0.5, num=np.prod((2, 3, 4, 4))).reshape(2, 3, 4, 4)
-    w = np.linspace(-0.2, 0.3, num=np.prod((3, 3, 4, 4))).reshape(3, 3, 4, 4)
-    b = np.linspace(-0.1, 0.2, num=3)
-    out, _ = conv_forward_naive(x, w, b, {"stride": 2, "pad": 1})
-    correct_out = np.array([[[[-0.08759809, -0.10987781], [-0.18387192, -0.2109216]],
-                             [[0.21027089, 0.21661097], [0.22847626, 0.23004637]],
-                             [[0.50813986, 0.54309974], [0.64082444, 0.67101435]]],
-                            [[[-0.98053589, -1.03143541], [-1.19128892, -1.24695841]],
-                             [[0.69108355, 0.66880383], [0.59480972, 0.56776003]],
-                             [[2.36270298, 2.36904306], [2.38090835, 2.38247847]]]])
-    assert rel_error(out, correct_out) == pytest.approx(2.2121476417505994e-08, rel=1e-9)
+# The conv_forward_naive cell (linspace inputs against the course's output, which
+# prints 2.2121476417505994e-08) is tests/test_conv.py::test_course_known_output.
 
 
 def test_conv_image_filter_cell_takes_an_integer_bias():

@@ -17,7 +17,7 @@ from normlab.nndl.fc_net import *  # noqa: F401,F403
 from normlab.nndl.gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
 from normlab.nndl.optim import adam, rmsprop, sgd_momentum, sgd_nesterov_momentum
 
-import _course_numbers as nums
+import _course_cells as nums
 
 N_, D_, H1_, H2_, C_ = 2, 15, 20, 30, 10
 

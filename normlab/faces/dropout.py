@@ -18,9 +18,11 @@ the course numbers depend on it:
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..basic import DropoutCache, dropout_args, dropout_backward, dropout_uniforms, inverted_dropout
 
-__all__ = ["drop_dropout_forward", "dropout_backward", "KEEP_RULES"]
+__all__ = ["drop_dropout_forward", "dropout_backward", "probability", "KEEP_RULES"]
 
 _KEYS = {"mode", "p", "seed"}
 
@@ -38,10 +40,21 @@ def drop_dropout_forward(x, dropout_param, rule: str):
     ``(out, DropoutCache)``; ``dropout_backward`` takes the cache.
     """
     x, mode, p = dropout_args(x, dropout_param, _KEYS)
-    if p is None or not 0.0 <= float(p) < 1.0:
-        raise ValueError(f"dropout_param['p'] is the probability of DROPPING a unit in this course and must "
-                         f"lie in [0, 1), got {p!r}")
+    p = probability(p, "dropout_param['p']", "drop")
     if mode == "test":
         return x, DropoutCache(None, mode)
-    keep = KEEP_RULES[rule](dropout_uniforms(x.shape, dropout_param), float(p))
-    return inverted_dropout(x, keep, 1 - float(p))
+    keep = KEEP_RULES[rule](dropout_uniforms(x.shape, dropout_param), p)
+    return inverted_dropout(x, keep, 1 - p)
+
+
+def probability(value, name: str, kind: str) -> float:
+    """``value`` as a float: a DROP probability in [0, 1) (0: no dropout) or a KEEP
+    probability in (0, 1] (1: no dropout), as ``kind`` says; else ValueError naming both."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if ok:
+        ok = 0.0 <= float(value) < 1.0 if kind == "drop" else 0.0 < float(value) <= 1.0
+    if not ok:
+        meaning = ("DROPPING a unit in this course (0: no dropout), in [0, 1)" if kind == "drop" else
+                   "KEEPING a unit in this course (1: no dropout), in (0, 1]")
+        raise ValueError(f"{name} is the probability of {meaning}, got {value!r}")
+    return float(value)

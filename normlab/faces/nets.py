@@ -13,7 +13,7 @@ import numpy as np
 from ..cnn import ThreeLayerConvNet
 from ..fc_net import FullyConnectedNet
 from ..losses import softmax_loss_log_probs
-from .dropout import drop_dropout_forward
+from .dropout import drop_dropout_forward, probability
 
 #: The loss of the CS231n templates that give students ``softmax_loss`` (2017-2020):
 #: the same function, summed in their order (``softmax_loss_log_probs``). UCLA's
@@ -22,14 +22,6 @@ TEMPLATE_LOSS = staticmethod(softmax_loss_log_probs)
 
 __all__ = ["TEMPLATE_LOSS", "KeepFullyConnectedNet", "DropFullyConnectedNet", "TwoLayerNet", "NndlTwoLayerNet",
            "CourseConvNet", "BatchnormFlagConvNet"]
-
-
-def _drop_probability(dropout) -> float:
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.integer, np.floating)) \
-            or not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"dropout is the probability of DROPPING a unit in this course, in [0, 1) "
-                         f"(0: no dropout), got {dropout!r}")
-    return float(dropout)
 
 
 class KeepFullyConnectedNet(FullyConnectedNet):
@@ -43,11 +35,8 @@ class KeepFullyConnectedNet(FullyConnectedNet):
 
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout=1, normalization=None,
                  reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None):
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.integer, np.floating)) \
-                or not 0.0 < float(dropout) <= 1.0:
-            raise ValueError(f"dropout is the probability of KEEPING a unit in this course, in (0, 1] "
-                             f"(1: no dropout), got {dropout!r}")
-        super().__init__(hidden_dims, input_dim=input_dim, num_classes=num_classes, dropout_keep_ratio=dropout,
+        super().__init__(hidden_dims, input_dim=input_dim, num_classes=num_classes,
+                         dropout_keep_ratio=probability(dropout, "dropout", "keep"),
                          normalization=normalization, reg=reg, weight_scale=weight_scale, dtype=dtype, seed=seed)
 
 
@@ -65,7 +54,7 @@ class DropFullyConnectedNet(FullyConnectedNet):
 
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout=0, use_batchnorm=False,
                  reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None):
-        p = _drop_probability(dropout)
+        p = probability(dropout, "dropout", "drop")
         super().__init__(hidden_dims, input_dim=input_dim, num_classes=num_classes, dropout_keep_ratio=1 - p,
                          normalization="batchnorm" if use_batchnorm else None, reg=reg,
                          weight_scale=weight_scale, dtype=dtype, seed=seed)

@@ -52,40 +52,31 @@ class CourseSolver(Solver):
             kwargs["update_rule"] = fn
         super().__init__(model, data, **kwargs)
 
-    def train(self):
+    def _run_schedule(self) -> bool:
         """The course's loop: ``num_epochs * max(N // batch_size, 1)`` iterations of one
-        random minibatch each, accuracy after the first, every epoch's last and
-        the very last iteration; then the best parameters are swapped in."""
-        if self.diverged:
-            return
-        self.status = "running"
-        num_train = len(self.X_train)
-        iterations_per_epoch = max(num_train // self.batch_size, 1)
-        num_iterations = self.num_epochs * iterations_per_epoch
-        ok = True
-        for t in range(self.iteration, num_iterations):
-            batch = np.random.choice(num_train, self.batch_size)
-            ok = self._step(self.X_train[batch], self.y_train[batch])
-            if not ok:
-                break
-            self.iteration += 1
-            if self.verbose and t % self.print_every == 0:
-                print(f"(Iteration {t + 1} / {num_iterations}) loss: {self.loss_history[-1]:f}")
-            epoch_end = (t + 1) % iterations_per_epoch == 0
+        random minibatch each; accuracy (and checkpoint) after the first, every
+        epoch's last and the very last iteration. False on divergence."""
+        per_epoch, total = self._iterations()
+        for t in range(self.iteration, total):
+            batch = np.random.choice(len(self.X_train), self.batch_size)
+            if not self._step(self.X_train[batch], self.y_train[batch]):
+                return False
+            self._after_iteration(total)
+            epoch_end = (t + 1) % per_epoch == 0
             if epoch_end:
                 self.epoch += 1
                 self._decay_learning_rates()
-            if t == 0 or t == num_iterations - 1 or epoch_end:
-                ok = self._check_epoch()
-                if not ok:
-                    break
+            if t == 0 or t == total - 1 or epoch_end:
+                if not self._check_epoch():
+                    return False
                 if self.checkpoint_name is not None:
                     self.save_checkpoint(f"{self.checkpoint_name}_epoch_{self.epoch}")
-        if ok:
-            self.status = "finished"
-        if self.restore_best and self.best_epoch is not None:
-            for k, v in self.best_params.items():
-                self.model.params[k] = v.copy()
+        return True
+
+    def _restore_best(self) -> None:
+        """The best parameters only: the course keeps the last running statistics."""
+        for k, v in self.best_params.items():
+            self.model.params[k] = v.copy()
 
     def check_accuracy(self, X, y, num_samples=None, batch_size=100) -> float:
         """Accuracy on ``X``; with ``num_samples`` < N, on ``np.random.choice(N, num_samples)``

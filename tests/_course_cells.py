@@ -1,9 +1,13 @@
-"""The expected arrays of the optimizer cells, the same in CS231n (2017-2022) and UCLA
-nndl: w = linspace(-0.4, 0.6, 20), dw = linspace(-0.6, 0.4, 20) as (4, 5), state from
+"""What several course-cell tests share: the optimizer cells' expected arrays, and
+the dropout forward cell.
+
+The optimizer arrays are the same in CS231n (2017-2022) and UCLA nndl: w =
+linspace(-0.4, 0.6, 20), dw = linspace(-0.6, 0.4, 20) as (4, 5), state from
 linspace(0.6, 0.9, 20) (and linspace(0.7, 0.5, 20) for Adam's second moment). The
 numbers are the courses'; CS231n's rmsprop state is nndl's ``a``, its Adam ``m``, ``v``
 are nndl's ``v``, ``a``."""
 import numpy as np
+import pytest
 
 N, D = 4, 5
 W = np.linspace(-0.4, 0.6, num=N * D).reshape(N, D)
@@ -48,3 +52,31 @@ PRINTED = {"momentum": (8.882347033505819e-09, 4.269287743278663e-09),
            "nesterov": (1.0875186845081027e-08, 4.269287743278663e-09),
            "rmsprop": (9.524687511038133e-08, 2.6477955807156126e-09),
            "adam": (1.1395691798535431e-07, 4.208314038113071e-09, 4.214963193114416e-09)}
+
+
+def dropout_forward_cell(dropout_forward, printed):
+    """The Dropout notebook's forward cell: seed 231, x = randn(500, 500) + 10, then for
+    each p a train-mode and a test-mode call. ``printed`` maps p to the course's
+    (train-time mean, fraction zeroed)."""
+    np.random.seed(231)
+    x = np.random.randn(500, 500) + 10
+    for p, (train_mean, zero_fraction) in printed.items():
+        out, _ = dropout_forward(x, {"mode": "train", "p": p})
+        out_test, _ = dropout_forward(x, {"mode": "test", "p": p})
+        assert (out == 0).mean() == zero_fraction
+        # the last printed digit of a mean of 250,000 numbers depends on NumPy's summation order
+        assert out.mean() == pytest.approx(train_mean, rel=1e-13)
+        np.testing.assert_array_equal(out_test, x)
+
+
+def dropout_backward_cell(dropout_forward, dropout_backward, p):
+    """The Dropout notebook's backward cell: seed 231, x = randn(10, 10) + 10, a fixed
+    mask (seed 123); returns dropout_backward's relative error against central differences."""
+    from normlab.gradient_check import eval_numerical_gradient_array, rel_error
+    np.random.seed(231)
+    x = np.random.randn(10, 10) + 10
+    dout = np.random.randn(*x.shape)
+    dropout_param = {"mode": "train", "p": p, "seed": 123}
+    _, cache = dropout_forward(x, dropout_param)
+    dx_num = eval_numerical_gradient_array(lambda xx: dropout_forward(xx, dropout_param)[0], x, dout)
+    return rel_error(dropout_backward(dout, cache), dx_num)
