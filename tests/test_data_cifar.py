@@ -14,16 +14,11 @@ from normlab.data.cifar import read_cifar_bin_batch, read_cifar_py_batch
 from normlab.data.safe_pickle import safe_loads
 from normlab.data.writers import write_cifar_bin_batch
 
-import normlab.data.locate as locate_mod
 
 TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.delenv("NORMLAB_DATA", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(locate_mod, "SYSTEM_DIRS", (tmp_path / "system",))
+pytestmark = pytest.mark.usefixtures("isolated_data_dirs")
 
 
 def py_batch_bytes(images, labels, protocol=2, bytes_keys=False):

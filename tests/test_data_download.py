@@ -13,18 +13,13 @@ import threading
 import numpy as np
 import pytest
 
-import normlab.data.locate as locate_mod
 from normlab.data import DataError, DownloadError, get_CIFAR10_data, load_mnist, registry
 from normlab.data.download import download_file, fetch, target_dir
 from normlab.data.registry import ArchiveSpec, FileSpec, Layout
 from normlab.data.writers import idx_bytes
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.delenv("NORMLAB_DATA", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(locate_mod, "SYSTEM_DIRS", (tmp_path / "system",))
+pytestmark = pytest.mark.usefixtures("isolated_data_dirs")
 
 
 class Server:

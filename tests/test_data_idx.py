@@ -12,12 +12,7 @@ from normlab.data.idx import read_idx_images, read_idx_labels, read_idx_pair
 from normlab.data.writers import idx_bytes, write_idx
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """No real data location leaks into these tests."""
-    monkeypatch.delenv("NORMLAB_DATA", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(locate_mod, "SYSTEM_DIRS", (tmp_path / "system",))
+pytestmark = pytest.mark.usefixtures("isolated_data_dirs")
 
 
 def write_idx_dataset(folder, n_train=60, n_test=20, size=(28, 28), gz=True, seed=0):

@@ -7,18 +7,13 @@ import pickle
 import numpy as np
 import pytest
 
-import normlab.data.locate as locate_mod
 from normlab.cli import main
 from normlab.data.info import dataset_info, format_info, verify_bytes
 from normlab.data.registry import FileSpec
 from normlab.data.writers import idx_bytes, write_cifar_bin_batch, write_idx
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.delenv("NORMLAB_DATA", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(locate_mod, "SYSTEM_DIRS", (tmp_path / "system",))
+pytestmark = pytest.mark.usefixtures("isolated_data_dirs")
 
 
 def h(b, algo="md5"):

@@ -40,6 +40,24 @@ def _labels_ok(labels, path, hint, num_classes=10):
         raise DataError(f"{path}: label {int(labels[i])} at index {i} is outside 0..{num_classes - 1}; {hint}")
 
 
+def _labels_array(labels, path, hint) -> np.ndarray:
+    """The labels of a batch as int64: a flat list of ints, or a 1-D integer array."""
+    # np.asarray is not asked to guess: a pickle can nest one list in another many
+    # times over (memo references), which it would expand exponentially.
+    if isinstance(labels, np.ndarray):
+        ok = labels.ndim == 1 and labels.dtype.kind in "iu"
+        desc = f"a {labels.dtype} array of shape {labels.shape}"
+    else:
+        ok = isinstance(labels, (list, tuple)) and all(type(v) is int for v in labels)
+        desc = f"a {type(labels).__name__}" + (" holding non-integers" if isinstance(labels, (list, tuple)) else "")
+    if not ok:
+        raise DataError(f"{path}: 'labels' must be a list of integers, got {desc}; {hint}")
+    try:
+        return np.asarray(labels, dtype=np.int64)
+    except OverflowError:
+        raise DataError(f"{path}: 'labels' holds integers beyond 64 bits; {hint}") from None
+
+
 def read_cifar_py_batch(path, hint: str = "replace the file") -> tuple[np.ndarray, np.ndarray]:
     """``(X (N, 3, 32, 32) uint8, y (N,) int64)`` from a python-version batch."""
     path = Path(os.fspath(path))
@@ -49,24 +67,19 @@ def read_cifar_py_batch(path, hint: str = "replace the file") -> tuple[np.ndarra
         raise DataError(f"{path}: a CIFAR batch is a dict, this pickle holds a {type(batch).__name__}; {hint}")
     batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
     if "data" not in batch or "labels" not in batch:
-        raise DataError(f"{path}: a CIFAR-10 batch has keys 'data' and 'labels', this one "
-                        f"{sorted(map(str, batch))}; {hint}")
+        keys = sorted(repr(k)[:40] for k in batch)
+        shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} keys)" if len(keys) > 8 else "")
+        raise DataError(f"{path}: a CIFAR-10 batch has keys 'data' and 'labels', this one [{shown}]; {hint}")
     data = batch["data"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _PIXELS:
         desc = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise DataError(f"{path}: 'data' is a {desc}, expected a uint8 array (N, 3072) "
                         f"(3 channel planes of 32x32); {hint}")
-    try:
-        labels = np.asarray(batch["labels"])
-    except (ValueError, TypeError):
-        labels = np.asarray([], dtype=object)
-    if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise DataError(f"{path}: 'labels' must be a list of integers, got {labels.dtype} "
-                        f"of shape {labels.shape}; {hint}")
+    labels = _labels_array(batch["labels"], path, hint)
     if len(labels) != len(data):
         raise DataError(f"{path}: {len(data)} images but {len(labels)} labels; {hint}")
     _labels_ok(labels, path, hint)
-    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
+    return data.reshape(-1, 3, 32, 32), labels
 
 
 def read_cifar_bin_batch(path, hint: str = "replace the file") -> tuple[np.ndarray, np.ndarray]:

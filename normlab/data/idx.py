@@ -10,10 +10,16 @@ Format (big-endian, http://yann.lecun.com/exdb/mnist/)::
 Everything is validated: the magic number, the header length, the payload
 length against the sizes (shorter = truncated, longer = not what the header
 says), the label range and that images and labels pair up.
+
+A gzip is inflated only as far as the IDX header it starts with says the
+content goes (plus a few bytes, so the message can say how many more there
+are). A small file that would inflate to gigabytes stops there, having
+used no more memory than its header's honest size. Sizes are Python
+integers, so no header overflows them.
 """
 from __future__ import annotations
 
-import gzip
+import math
 import os
 import struct
 import zlib
@@ -23,53 +29,142 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["IMAGES_MAGIC", "LABELS_MAGIC", "decompress", "read_payload", "parse_idx",
+__all__ = ["IMAGES_MAGIC", "LABELS_MAGIC", "decompress", "read_payload", "parse_idx", "read_idx_header",
            "read_idx_images", "read_idx_labels", "read_idx_pair"]
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
 _GZIP_MAGIC = b"\x1f\x8b"
+_UBYTE = 0x08
+_IN = 1 << 13      # compressed bytes given to zlib at a time: small, since each gzip member's end copies the rest
+_OUT = 1 << 20     # most bytes one zlib call returns: how far output can pass a bound before it is checked
+_MARGIN = 64       # bytes inflated past the header's size, so the message can count a small excess
 
 
 def _fix(hint: str) -> str:
     return f"; {hint}" if hint else ""
 
 
-def decompress(raw: bytes, path, hint: str = "") -> bytes:
-    """``raw`` itself, or its gunzipped content when it starts with the gzip magic
-    bytes; a truncated or corrupt gzip raises :class:`DataError` naming ``path``."""
+def _kind(magic) -> str:
+    return {IMAGES_MAGIC: "images (idx3-ubyte)", LABELS_MAGIC: "labels (idx1-ubyte)"}.get(magic, "ubyte")
+
+
+def _header(head, path, magic, hint, final: bool = True):
+    """``(dims, header_size)`` of the IDX content starting with ``head``.
+
+    ``magic`` is the one required (``None``: any unsigned-byte IDX file).
+    Returns ``None`` while ``head`` is too short for the whole header, unless
+    ``final`` (``head`` is all there is), which then raises :class:`DataError`,
+    as does a wrong magic number as soon as 4 bytes are there."""
+    if len(head) < 4:
+        if not final:
+            return None
+        raise DataError(f"{path}: {len(head)} bytes, too short for an IDX header{_fix(hint)}")
+    found = int.from_bytes(head[:4], "big")
+    if (found != magic) if magic is not None else (found >> 8 != _UBYTE):
+        expected = f"expected {magic} (0x{magic:08x})" if magic is not None else "expected 0x000008nn"
+        raise DataError(f"{path}: magic number {found} (0x{found:08x}), {expected}: not an IDX "
+                        f"{_kind(magic)} file{_fix(hint)}")
+    size = 4 + 4 * (found & 0xFF)
+    if len(head) < size:
+        if not final:
+            return None
+        raise DataError(f"{path}: header truncated ({len(head)} of {size} bytes){_fix(hint)}")
+    return struct.unpack(f">{found & 0xFF}I", head[4:size]), size
+
+
+def _inflate(pieces, path, hint, chunk: int = _OUT):
+    """Yield the gunzipped content of the compressed ``pieces`` (bytes-like, in
+    order) in chunks of at most ``chunk`` bytes, each member of a multi-member
+    gzip in turn; zero bytes between or after members are padding, as for
+    :mod:`gzip`. A truncated or corrupt stream raises :class:`DataError` where
+    it is reached; the caller stops iterating once it has what it needs."""
+    d = None                            # the current member's decompressor; None between members
+    try:
+        for data in pieces:
+            while True:
+                if d is None:
+                    data = bytes(data).lstrip(b"\x00")
+                    if not data:
+                        break
+                    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                out = d.decompress(data, chunk)
+                if out:
+                    yield out
+                if d.eof:
+                    data, d = d.unused_data, None
+                    continue
+                data = d.unconsumed_tail
+                if not data and len(out) < chunk:    # input used up, no output held back
+                    break
+    except zlib.error as exc:
+        raise DataError(f"{path}: truncated or corrupt gzip ({exc}){_fix(hint)}") from None
+    if d is not None:
+        raise DataError(f"{path}: truncated or corrupt gzip (it ends inside its compressed "
+                        f"data){_fix(hint)}")
+
+
+def _pieces(raw: bytes):
+    view = memoryview(raw)
+    return (view[i:i + _IN] for i in range(0, len(raw), _IN))
+
+
+def decompress(raw: bytes, path, hint: str = "", magic: int | None = None):
+    """``raw`` itself, or its gunzipped content when it starts with the gzip magic bytes.
+
+    The content must be IDX (``magic``, or any unsigned-byte IDX file when
+    ``None``); inflation stops with :class:`DataError` naming ``path`` as soon
+    as the output passes what its header's shape needs by more than a few
+    bytes, or at a wrong magic number. Memory used: about the header's size.
+    A truncated or corrupt gzip raises :class:`DataError` too."""
     if raw[:2] != _GZIP_MAGIC:
         return raw
-    try:
-        return gzip.decompress(raw)
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: truncated or corrupt gzip ({exc}){_fix(hint)}") from None
+    out, limit = bytearray(), None
+    for chunk in _inflate(_pieces(raw), path, hint):
+        out += chunk
+        if limit is None:
+            header = _header(out, path, magic, hint, final=False)
+            if header is not None:
+                dims, size = header
+                needed = math.prod(dims)
+                limit = size + needed + _MARGIN
+        if limit is not None and len(out) > limit:
+            raise DataError(f"{path}: inflates to more than {limit} bytes, though its header's shape {dims} "
+                            f"needs {needed} after the {size}-byte header: the header does not describe "
+                            f"this file (refusing to inflate the rest){_fix(hint)}")
+    return out
 
 
-def read_payload(path, hint: str = "") -> bytes:
-    """The bytes of ``path``, decompressed when it is gzip (detected by its
-    magic bytes, not its name). A truncated or corrupt gzip raises
-    :class:`DataError` naming the file; ``hint`` (what to do) ends the message."""
+def read_payload(path, hint: str = "", magic: int | None = None):
+    """The bytes of ``path``, inflated (see :func:`decompress`) when it is gzip
+    (detected by its magic bytes, not its name). A truncated or corrupt gzip
+    raises :class:`DataError` naming the file; ``hint`` (what to do) ends the message."""
     path = Path(os.fspath(path))
-    return decompress(path.read_bytes(), path, hint)
+    return decompress(path.read_bytes(), path, hint, magic)
 
 
-def parse_idx(payload: bytes, path, magic: int, hint: str = "") -> np.ndarray:
-    """The uint8 array of an uncompressed IDX ``payload`` whose magic number must
-    be ``magic``; shape from the header. ``path`` is only used in messages."""
-    kind = {IMAGES_MAGIC: "images (idx3-ubyte)", LABELS_MAGIC: "labels (idx1-ubyte)"}.get(magic, "IDX")
-    if len(payload) < 4:
-        raise DataError(f"{path}: {len(payload)} bytes, too short for an IDX header{_fix(hint)}")
-    found = int.from_bytes(payload[:4], "big")
-    if found != magic:
-        raise DataError(f"{path}: magic number {found} (0x{found:08x}), expected {magic} "
-                        f"(0x{magic:08x}): not an IDX {kind} file{_fix(hint)}")
-    ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(payload) < header:
-        raise DataError(f"{path}: header truncated ({len(payload)} of {header} bytes){_fix(hint)}")
-    dims = struct.unpack(f">{ndim}I", payload[4:header])
-    expected = int(np.prod(dims, dtype=np.int64))
+def read_idx_header(path, magic: int, hint: str = "") -> tuple[int, ...]:
+    """The shape an IDX file's header declares, reading (and inflating) only its first bytes."""
+    path = Path(os.fspath(path))
+    with open(path, "rb") as f:
+        is_gzip = f.read(2) == _GZIP_MAGIC
+        f.seek(0)
+        if not is_gzip:
+            return _header(f.read(4 + 4 * 255), path, magic, hint)[0]
+        head = bytearray()
+        for piece in _inflate(iter(lambda: f.read(_IN), b""), path, hint, chunk=4 + 4 * 255):
+            head += piece
+            header = _header(head, path, magic, hint, final=False)
+            if header is not None:
+                return header[0]
+    return _header(head, path, magic, hint)[0]
+
+
+def parse_idx(payload, path, magic: int, hint: str = "") -> np.ndarray:
+    """The uint8 array of an uncompressed IDX ``payload`` (bytes-like) whose magic
+    number must be ``magic``; shape from the header. ``path`` is only used in messages."""
+    dims, header = _header(payload, path, magic, hint)
+    expected = math.prod(dims)
     actual = len(payload) - header
     if actual < expected:
         raise DataError(f"{path}: payload is {actual} bytes but the header's shape {dims} needs "
@@ -77,12 +172,15 @@ def parse_idx(payload: bytes, path, magic: int, hint: str = "") -> np.ndarray:
     if actual > expected:
         raise DataError(f"{path}: payload is {actual} bytes, {actual - expected} more than the header's "
                         f"shape {dims} needs: the header does not describe this file{_fix(hint)}")
-    return np.frombuffer(payload, dtype=np.uint8, count=expected, offset=header).reshape(dims)
+    try:
+        return np.frombuffer(payload, dtype=np.uint8, count=expected, offset=header).reshape(dims)
+    except ValueError as exc:        # an empty shape whose other sizes overflow NumPy's
+        raise DataError(f"{path}: the header's shape {dims} is not an array shape ({exc}){_fix(hint)}") from None
 
 
 def read_idx_images(path, hint: str = "") -> np.ndarray:
     """Images of an idx3-ubyte file (gz or raw): uint8 array (N, rows, cols)."""
-    images = parse_idx(read_payload(path, hint), path, IMAGES_MAGIC, hint)
+    images = parse_idx(read_payload(path, hint, IMAGES_MAGIC), path, IMAGES_MAGIC, hint)
     if images.shape[1] == 0 or images.shape[2] == 0:
         raise DataError(f"{path}: images of size {images.shape[1]}x{images.shape[2]}{_fix(hint)}")
     return images
@@ -91,7 +189,7 @@ def read_idx_images(path, hint: str = "") -> np.ndarray:
 def read_idx_labels(path, num_classes: int = 10, hint: str = "") -> np.ndarray:
     """Labels of an idx1-ubyte file (gz or raw): uint8 array (N,), each in
     ``0 .. num_classes-1`` (else :class:`DataError` naming the first offender)."""
-    labels = parse_idx(read_payload(path, hint), path, LABELS_MAGIC, hint)
+    labels = parse_idx(read_payload(path, hint, LABELS_MAGIC), path, LABELS_MAGIC, hint)
     bad = np.flatnonzero(labels >= num_classes)
     if bad.size:
         i = int(bad[0])

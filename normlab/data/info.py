@@ -59,8 +59,9 @@ class DatasetInfo:
         return bool(self.files) and self.error is None and all(f.status == "verified" for f in self.files)
 
 
-def verify_bytes(raw: bytes, payload: bytes, spec: FileSpec) -> tuple[str, str]:
-    """``(status, detail)`` of a file whose bytes are ``raw`` and uncompressed content ``payload``."""
+def verify_bytes(raw: bytes, payload, spec: FileSpec) -> tuple[str, str]:
+    """``(status, detail)`` of a file whose bytes are ``raw`` and uncompressed content
+    ``payload`` (bytes-like; ``raw`` itself when the file is not compressed)."""
     md5 = hashlib.md5(raw).hexdigest()
     if spec.md5 and md5 == spec.md5:
         return "verified", f"MD5 {md5} is the published one"
@@ -89,11 +90,11 @@ def _idx_info(info, found, ds):
     arrays = {}
     for spec in found.layout.files:
         path = found.path(spec.name)
-        raw = path.read_bytes()
-        payload = decompress(raw, path, hint)
+        magic = IMAGES_MAGIC if "images" in spec.name else LABELS_MAGIC
+        raw = path.read_bytes()                      # MD5s are of the file's own bytes
+        payload = decompress(raw, path, hint, magic)  # inflated no further than its header says
         status, detail = verify_bytes(raw, payload, spec)
         info.files.append(FileCheck(spec.name, path, status, detail))
-        magic = IMAGES_MAGIC if "images" in spec.name else LABELS_MAGIC
         arrays[spec.name] = parse_idx(payload, path, magic, hint)
     for split, (img, lab) in (("train", ds.train_files), ("test", ds.test_files)):
         X, y = arrays[img], arrays[lab]
