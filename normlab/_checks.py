@@ -6,6 +6,8 @@ tell a diverging run from a programming error.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -68,3 +70,84 @@ def require_mode(mode, allowed=("train", "test")) -> str:
     if mode not in allowed:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(map(repr, allowed))}")
     return mode
+
+
+def finite_nonnegative(value, name: str, meaning: str = "", *, allow_zero: bool = True) -> float:
+    """``value`` as a float: a finite real number >= 0 (> 0 unless ``allow_zero``).
+
+    ``meaning`` (e.g. "0 turns L2 regularization off") goes into the message.
+    Raises ValueError naming ``name`` and the value received.
+    """
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    ok = (not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
+          and math.isfinite(value) and (value > 0 or (allow_zero and value == 0)))
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}" + (f" ({meaning})" if meaning else "")
+                         + f", got {value!r}")
+    return float(value)
+
+
+def _all_finite(x: np.ndarray) -> bool:
+    # NaN and inf survive a sum, which is faster than isfinite and needs no
+    # temporary the size of x; only a non-finite sum (bad data, or finite data
+    # whose sum overflows the dtype) costs the element-wise pass.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if math.isfinite(x.sum()):
+            return True
+    return bool(np.isfinite(x).all())
+
+
+def require_finite_data(x, name: str) -> None:
+    """Raise unless ``x`` is an ndarray (N, ...) of real numbers, all finite.
+
+    TypeError for anything but an ndarray of bool, integer or floating dtype;
+    ValueError naming the first NaN/inf entry (``X_val[3, 1] = nan``).
+    """
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array (N, ...), got {type(x).__name__}; "
+                        f"convert with np.asarray({name}, dtype=np.float32)")
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}; "
+                        f"convert with {name}.astype(np.float32)")
+    require_min_ndim(x, 1, name, "(N, ...)")
+    if x.dtype.kind == "f" and not _all_finite(x):
+        where = np.unravel_index(int(np.argmin(np.isfinite(x))), x.shape)
+        raise ValueError(f"{name}[{', '.join(map(str, where))}] = {x[where]} is not finite; "
+                         f"remove or impute the NaN/inf entries before training")
+
+
+def require_class_indices(y, name: str, num_classes: int | None = None, source: str = "") -> np.ndarray:
+    """Check ``y`` holds class indices: 1-D, integer dtype, in ``0..num_classes-1``
+    (only ``>= 0`` when ``num_classes`` is None). Returns ``y`` as an ndarray.
+
+    ``source`` says where ``num_classes`` came from ("the model has 10
+    classes"). Float labels raise ValueError (naming the first that is not a
+    whole number, else asking for an integer dtype); other non-integer dtypes
+    TypeError; out-of-range or misshapen labels ValueError, naming the first
+    offending entry.
+    """
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array (N,) of class indices, got shape {y.shape}")
+    if y.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
+        if bad.size:
+            raise ValueError(f"{name}[{bad[0]}] = {y[bad[0]]} is not a class index; labels must be "
+                             f"integers 0..C-1 in an integer array")
+        raise ValueError(f"{name} holds whole numbers in dtype {y.dtype}; labels must be an integer "
+                         f"array: pass {name}.astype(np.int64)")
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array of class indices, got dtype {y.dtype}; "
+                        f"pass {name}.astype(np.int64)")
+    if y.size == 0:
+        return y
+    if y.min() < 0 or (num_classes is not None and y.max() >= num_classes):
+        i = int(np.argmax((y < 0) | (y >= num_classes) if num_classes is not None else y < 0))
+        if num_classes is None:
+            raise ValueError(f"{name}[{i}] = {y[i]} is negative; labels must be class indices 0..C-1")
+        raise ValueError(f"{name}[{i}] = {y[i]} is outside 0..{num_classes - 1}"
+                         + (f" ({source})" if source else "") + "; labels must be class indices")
+    return y

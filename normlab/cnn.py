@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_float_array, require_ndim
+from ._checks import as_float_array, finite_nonnegative, require_ndim
 from .basic import affine_backward, affine_forward, relu_backward, relu_forward
 from .batchnorm import BatchNormConfig, batchnorm_after_bias, batchnorm_backward_alt, spatial_batchnorm_backward
 from .conv import conv_backward_fast, conv_forward_fast
-from .fc_net import RunningStatsState, check_normalization, gaussian, init_rng
+from .fc_net import (REG_MEANING, WEIGHT_SCALE_MEANING, RunningStatsState, check_normalization, gaussian,
+                     init_rng)
 from .losses import softmax_loss
 from .norms import layernorm_backward, layernorm_forward, spatial_groupnorm_backward, spatial_groupnorm_forward
 from .pool import max_pool_backward_fast, max_pool_forward_fast
@@ -32,8 +33,9 @@ class ThreeLayerConvNet(RunningStatsState):
     - filter_size: Width/height of filters to use in the convolutional layer (odd)
     - hidden_dim: Number of units to use in the fully-connected hidden layer
     - num_classes: Number of scores to produce from the final affine layer.
-    - weight_scale: Scalar giving standard deviation for random initialization of weights.
-    - reg: Scalar giving L2 regularization strength
+    - weight_scale: Scalar giving standard deviation for random initialization of weights
+      (finite, > 0).
+    - reg: Scalar giving L2 regularization strength (finite, >= 0).
     - dtype: numpy datatype to use for computation.
     - normalization: None, 'batchnorm' or 'groupnorm'
     - num_groups: groups for 'groupnorm' (must divide num_filters)
@@ -61,7 +63,9 @@ class ThreeLayerConvNet(RunningStatsState):
             raise ValueError(f"input height and width must be even for the 2x2 pool, got {H}x{W}")
         if normalization == "groupnorm" and num_filters % num_groups:
             raise ValueError(f"num_filters={num_filters} is not divisible by num_groups={num_groups}")
-        self.reg = float(reg)
+        weight_scale = finite_nonnegative(weight_scale, "weight_scale", WEIGHT_SCALE_MEANING, allow_zero=False)
+        self.reg = finite_nonnegative(reg, "reg", REG_MEANING)
+        self.num_classes = int(num_classes)
         self.dtype = np.dtype(dtype)
         self.num_groups = int(num_groups)
         self.rng = init_rng(rng_seed)

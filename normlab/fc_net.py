@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_float_array
+from ._checks import as_float_array, finite_nonnegative
 from .basic import affine_backward, affine_forward, dropout_backward, dropout_forward, relu_backward, relu_forward
 from .batchnorm import BatchNormConfig, batchnorm_after_bias, batchnorm_backward_alt
 from .losses import softmax_loss
@@ -23,6 +23,8 @@ from .norms import layernorm_backward, layernorm_forward
 __all__ = ["FullyConnectedNet", "NORMALIZATIONS"]
 
 NORMALIZATIONS = (None, "batchnorm", "layernorm")
+REG_MEANING = "the L2 strength; 0 turns regularization off"
+WEIGHT_SCALE_MEANING = "the standard deviation of the initial weights, e.g. 1e-2"
 
 
 def check_normalization(name, allowed=NORMALIZATIONS):
@@ -65,13 +67,6 @@ class RunningStatsState:
 
 
 class FullyConnectedNet(RunningStatsState):
-    #: The dropout layer, ``(x, dropout_param) -> (out, cache)``; a course face
-    #: whose dropout_param['p'] is a drop probability substitutes its own.
-    dropout_layer = staticmethod(dropout_forward)
-    #: The loss on the scores, ``(scores, y) -> (loss, dscores)``; the older course
-    #: faces substitute their template's evaluation order.
-    loss_layer = staticmethod(softmax_loss)
-
     """Multi-layer fully connected net with softmax loss.
 
     Inputs:
@@ -81,8 +76,9 @@ class FullyConnectedNet(RunningStatsState):
     - dropout_keep_ratio: Scalar in (0, 1], the probability of keeping a unit;
       1 means no dropout.
     - normalization: None, 'batchnorm' or 'layernorm'.
-    - reg: Scalar giving L2 regularization strength (0.5 * reg * sum(W**2) on weights only).
-    - weight_scale: Standard deviation of the normal weight initialization.
+    - reg: Scalar giving L2 regularization strength (0.5 * reg * sum(W**2) on weights only);
+      finite, >= 0.
+    - weight_scale: Standard deviation of the normal weight initialization; finite, > 0.
     - dtype: float32 (fast, default) or float64 (for gradient checks).
     - seed: the course's meaning: passed to the dropout layers, so every forward
       pass draws the same mask (gradient checks of dropout nets). The weights
@@ -98,6 +94,13 @@ class FullyConnectedNet(RunningStatsState):
       biases b1..b(L-1): the norm's beta makes them redundant (the PyTorch
       notebook's nn.Linear(..., bias=False) before BatchNorm1d).
     """
+
+    #: The dropout layer, ``(x, dropout_param) -> (out, cache)``; a course face
+    #: whose dropout_param['p'] is a drop probability substitutes its own.
+    dropout_layer = staticmethod(dropout_forward)
+    #: The loss on the scores, ``(scores, y) -> (loss, dscores)``; the older course
+    #: faces substitute their template's evaluation order.
+    loss_layer = staticmethod(softmax_loss)
 
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout_keep_ratio=1,
                  normalization=None, reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None,
@@ -118,8 +121,10 @@ class FullyConnectedNet(RunningStatsState):
             raise ValueError(f"dropout_keep_ratio is a keep probability in (0, 1], got {dropout_keep_ratio!r}")
         if np.dtype(dtype) not in (np.float32, np.float64):
             raise TypeError(f"dtype must be np.float32 or np.float64, got {dtype!r}")
+        weight_scale = finite_nonnegative(weight_scale, "weight_scale", WEIGHT_SCALE_MEANING, allow_zero=False)
         self.use_dropout = float(dropout_keep_ratio) != 1.0
-        self.reg = float(reg)
+        self.reg = finite_nonnegative(reg, "reg", REG_MEANING)
+        self.num_classes = int(num_classes)
         self.num_layers = 1 + len(hidden_dims)
         self.dtype = np.dtype(dtype)
         self.rng = init_rng(rng_seed)

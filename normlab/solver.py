@@ -11,6 +11,10 @@ Model protocol (duck-typed):
   statistics). It is part of the best snapshot and of checkpoints.
 * optional ``model.rng``: the ``np.random.Generator`` the model draws dropout
   masks from; its bit-generator state is checkpointed.
+* optional ``model.num_classes``: the labels must lie in ``0..num_classes-1``.
+  Without it, a model whose weights follow the course's naming (W1, ..., WL,
+  the last of shape (H, C)) has ``C`` classes; otherwise labels need only be
+  non-negative.
 
 Differences from the course Solver (the public names are the same):
 
@@ -29,7 +33,7 @@ Differences from the course Solver (the public names are the same):
 * ``checkpoint_name`` writes an npz + json pair after every epoch (see
   :mod:`normlab.checkpoint`); :meth:`Solver.from_checkpoint` resumes and
   reproduces the uninterrupted run bit for bit.
-* Unknown options raise ``ValueError``.
+* Unknown options raise ``ValueError``, and so do bad data (see :class:`Solver`).
 """
 from __future__ import annotations
 
@@ -40,7 +44,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import optim
-from ._checks import NonFiniteError
+from ._checks import NonFiniteError, require_class_indices, require_finite_data
 
 __all__ = ["Solver"]
 
@@ -74,6 +78,20 @@ def _int_option(value, name: str, minimum: int, allow_none: bool = False):
         raise ValueError(f"{name} must be an integer >= {minimum}"
                          + (" or None" if allow_none else "") + f", got {value!r}")
     return int(value)
+
+
+def _model_classes(model) -> tuple[int | None, str]:
+    """(number of classes, where it comes from) of ``model``; (None, "") when unknown."""
+    c = getattr(model, "num_classes", None)
+    if isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c > 0:
+        return int(c), f"the model has {c} classes"
+    numbered = [int(k[1:]) for k in model.params if k[:1] == "W" and k[1:].isdigit()]
+    if numbered:
+        name = f"W{max(numbered)}"
+        W = model.params[name]
+        if getattr(W, "ndim", 0) == 2:
+            return int(W.shape[1]), f"the model's output weight {name} has {W.shape[1]} columns"
+    return None, ""
 
 
 def _rng_state_to_json(state):
@@ -115,7 +133,12 @@ class Solver:
       accuracy subsampling.
 
     Raises ``ValueError`` for an unknown option (naming it), a bad value or
-    missing data keys.
+    missing data keys, and checks the data once, here: ``X_train``/``X_val``
+    are arrays of real numbers, all finite, with the same per-sample shape;
+    ``y_train``/``y_val`` are 1-D integer arrays of class indices (in
+    ``0..C-1`` when the model tells its number of classes C, see the module
+    docstring), one per row of X. Violations raise ``ValueError`` (``TypeError``
+    for a non-array or non-numeric dtype) naming the key and the first bad entry.
     """
 
     #: True for a subclass whose minibatches come from the global np.random (the
@@ -136,11 +159,7 @@ class Solver:
         self.model = model
         self.X_train, self.y_train = data["X_train"], data["y_train"]
         self.X_val, self.y_val = data["X_val"], data["y_val"]
-        for split in ("train", "val"):
-            X, y = getattr(self, f"X_{split}"), getattr(self, f"y_{split}")
-            if len(X) != len(y) or len(X) == 0:
-                raise ValueError(f"X_{split} and y_{split} must be non-empty and of equal length, "
-                                 f"got {len(X)} and {len(y)}")
+        self._check_data()
 
         rule = opts["update_rule"]
         self.optim_config = dict(opts["optim_config"] or {})
@@ -172,6 +191,27 @@ class Solver:
             raise ValueError(f"restore_best must be True or False, got {opts['restore_best']!r}")
         self.restore_best = opts["restore_best"]
         self._reset()
+
+    def _check_data(self) -> None:
+        """Validate the four arrays (see the class docstring): shapes and labels first, then one
+        finiteness pass over each X."""
+        num_classes, source = _model_classes(self.model)
+        for split in ("train", "val"):
+            X, y = getattr(self, f"X_{split}"), getattr(self, f"y_{split}")
+            for key, a in ((f"X_{split}", X), (f"y_{split}", y)):
+                if not isinstance(a, np.ndarray) or a.ndim == 0:
+                    got = "a 0-d array" if isinstance(a, np.ndarray) else type(a).__name__
+                    raise TypeError(f"data[{key!r}] must be a NumPy array with one row per sample, got {got}; "
+                                    f"convert with np.asarray")
+            if len(X) == 0 or len(X) != len(y):
+                raise ValueError(f"X_{split} has {len(X)} rows and y_{split} {len(y)} labels; they must be "
+                                 f"non-empty and equal (one label per row)")
+            require_class_indices(y, f"y_{split}", num_classes, source)
+        if self.X_val.shape[1:] != self.X_train.shape[1:]:
+            raise ValueError(f"X_val has per-sample shape {self.X_val.shape[1:]}, X_train "
+                             f"{self.X_train.shape[1:]}; both splits must be preprocessed alike")
+        require_finite_data(self.X_train, "X_train")
+        require_finite_data(self.X_val, "X_val")
 
     def _reset(self):
         self.epoch = 0
@@ -342,17 +382,28 @@ class Solver:
         replacement from the Solver's evaluation generator. Scores come from
         ``model.loss(X_batch)`` on batches of ``batch_size``; the result does
         not depend on the batching for models whose test mode is per-sample.
+
+        ``y`` must hold class indices (1-D, integer, >= 0) below the number of
+        scores the model gives: a label it cannot predict raises ValueError
+        instead of counting as a wrong prediction.
         """
         batch_size = _int_option(batch_size, "batch_size", 1)
         num_samples = _int_option(num_samples, "num_samples", 1, True)
+        labels = y = require_class_indices(y, "y")
         N = len(X)
         if N == 0 or len(y) != N:
             raise ValueError(f"X and y must be non-empty and of equal length, got {N} and {len(y)}")
         if num_samples is not None and N > num_samples:
             mask = np.sort(self._eval_rng.choice(N, size=num_samples, replace=False))
             X, y, N = X[mask], y[mask], num_samples
-        y_pred = [np.argmax(self.model.loss(X[i:i + batch_size]), axis=1) for i in range(0, N, batch_size)]
-        return float(np.mean(np.concatenate(y_pred) == np.asarray(y)))
+        y_pred = []
+        for i in range(0, N, batch_size):
+            scores = self.model.loss(X[i:i + batch_size])
+            y_pred.append(np.argmax(scores, axis=1))
+        num_classes = scores.shape[1]
+        if labels.max() >= num_classes:
+            require_class_indices(labels, "y", num_classes, f"the model scores {num_classes} classes")
+        return float(np.mean(np.concatenate(y_pred) == y))
 
     # ------------------------------------------------------------ checkpoints
 

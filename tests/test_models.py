@@ -309,11 +309,41 @@ def test_fc_net_state_arrays_empty_without_batchnorm(rng):
     (dict(dropout_keep_ratio=0), ValueError, r"\(0, 1\].*got 0"),
     (dict(dropout_keep_ratio=1.5), ValueError, r"1\.5"),
     (dict(dtype=np.int32), TypeError, "int32"),
+    (dict(weight_scale=np.nan), ValueError, r"weight_scale must be a finite number > 0 .*got nan"),
+    (dict(weight_scale=np.inf), ValueError, r"weight_scale .*got inf"),
+    (dict(weight_scale=0), ValueError, r"weight_scale must be a finite number > 0 .*got 0"),
+    (dict(weight_scale="kaiming"), ValueError, r"weight_scale .*got 'kaiming'"),
+    (dict(reg=np.nan), ValueError, r"reg must be a finite number >= 0 \(.*0 turns regularization off\), got nan"),
+    (dict(reg=-1), ValueError, r"reg must be a finite number >= 0 .*got -1"),
+    (dict(reg=np.inf), ValueError, r"reg .*got inf"),
 ])
 def test_fc_net_bad_construction_raises(kwargs, exc, match):
     args = {"hidden_dims": [H1], "input_dim": D, **kwargs}
     with pytest.raises(exc, match=match):
         FullyConnectedNet(**args)
+
+
+@pytest.mark.parametrize("face, net", [("normlab.cs231n.classifiers.fc_net", "FullyConnectedNet"),
+                                       ("normlab.cs231n_2017.classifiers.fc_net", "FullyConnectedNet"),
+                                       ("normlab.nndl.fc_net", "TwoLayerNet"),
+                                       ("normlab.nndl_2025.fc_net", "FullyConnectedNet"),
+                                       ("normlab.cs231n.classifiers.cnn", "ThreeLayerConvNet"),
+                                       ("normlab.nndl.cnn", "ThreeLayerConvNet")])
+def test_course_nets_refuse_bad_reg_and_weight_scale(face, net):
+    import importlib
+    cls = getattr(importlib.import_module(face), net)
+    kw = {"hidden_dims": [H1]} if net == "FullyConnectedNet" else {}
+    with pytest.raises(ValueError, match=r"reg must be a finite number >= 0 .*got -1"):
+        cls(**kw, reg=-1)
+    with pytest.raises(ValueError, match=r"weight_scale must be a finite number > 0 .*got nan"):
+        cls(**kw, weight_scale=float("nan"))
+
+
+def test_nets_tell_their_number_of_classes():
+    assert FullyConnectedNet([H1], input_dim=D, num_classes=7, rng_seed=0).num_classes == 7
+    assert ThreeLayerConvNet(input_dim=(3, 8, 8), num_filters=4, filter_size=3, hidden_dim=7, num_classes=5,
+                             rng_seed=0).num_classes == 5
+    assert FullyConnectedNet([H1], input_dim=D, reg=np.float32(0.5), weight_scale=np.array(1e-2)).reg == 0.5
 
 
 def test_fc_net_bad_labels_and_input_raise(rng):
@@ -382,6 +412,10 @@ def test_conv_net_bad_input_shape_raises(rng):
     (dict(input_dim=(8, 8)), r"\(C, H, W\)"),
     (dict(filter_size=4), "odd"),
     (dict(normalization="groupnorm", num_filters=6, num_groups=4), "divisible"),
+    (dict(weight_scale=np.nan), r"weight_scale must be a finite number > 0 .*got nan"),
+    (dict(weight_scale=-1e-3), r"weight_scale .*got -0\.001"),
+    (dict(reg=np.nan), r"reg must be a finite number >= 0 .*got nan"),
+    (dict(reg=-1), r"reg must be a finite number >= 0 .*got -1"),
 ])
 def test_conv_net_bad_construction_raises(kwargs, match):
     args = {"input_dim": (3, 8, 8), "num_filters": 4, "filter_size": 3, "hidden_dim": 7, **kwargs}
