@@ -82,8 +82,13 @@ def test_two_layer_net_cell(face):
             num = eval_numerical_gradient(lambda _: model.loss(X, y)[0], model.params[name], verbose=False)
             errors[name] = rel_error(num, grads[name])
         assert max(errors.values()) < 1e-6, (reg, errors)                # "around e-7 or less"
-        if reg == 0.7:     # solved copies print 3.12e-07 (and 8.18e-07) for W1 at this reg
-            assert f"{errors['W1']:.2e}" == "3.12e-07"
+        if reg == 0.7:
+            # Solved copies print 3.12e-07 (and 8.18e-07) for W1 at this reg. The digits of a
+            # finite-difference error this small follow the last-ulp rounding of exp/log, which
+            # NumPy picks by the CPU's SIMD level: this code printed 3.12e-07 on the machine the
+            # test was written on and 2.53e-07 on an AVX2-only AMD EPYC (NumPy's X86_V3 path), same
+            # NumPy major version. The course's order of magnitude holds on both.
+            assert 1e-7 <= errors["W1"] < 1e-6 and f"{errors['W1']:.2e}".endswith("e-07")
 
 
 # ------------------------------------------------------------------ 2017
