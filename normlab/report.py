@@ -82,8 +82,14 @@ def _figures(section) -> list:
     return [f for f in figs if not (f.suffix.lower() == ".svg" and f.with_suffix("") in pngs)]
 
 
+def _md(v) -> str:
+    """Text for the markdown report: markdown renders raw HTML, so ``<``, ``>`` and
+    ``&`` in user text (titles, answers, option values, errors) are escaped."""
+    return html.escape(str(v), quote=False)
+
+
 def _md_cell(v) -> str:
-    return format_value(v).replace("|", "\\|").replace("\n", " ")
+    return _md(format_value(v)).replace("|", "\\|").replace("\n", " ")
 
 
 def _md_table(header: list, rows: list) -> list:
@@ -103,19 +109,20 @@ def _meta_rows(meta: dict) -> list:
 def render_markdown(out_dir, sections: list, meta: dict) -> str:
     """The markdown report (figure links relative to ``out_dir``)."""
     out_dir = Path(out_dir)
-    lines = [f"# {meta.get('title', 'normlab: the course experiments, reproduced')}", ""]
+    lines = [f"# {_md(meta.get('title', 'normlab: the course experiments, reproduced'))}", ""]
     lines += _md_table(["", ""], _meta_rows(meta)) + [""]
     for p in meta.get("problems", []):
-        lines.append(f"> **Problem:** {p}")
+        lines.append(f"> **Problem:** {_md(p)}")
     if meta.get("problems"):
         lines.append("")
     lines += ["## Contents", ""]
-    lines += [f"{i}. [{s.title}](#{_anchor(s)})" for i, s in enumerate(sections, 1)] + [""]
+    lines += [f"{i}. [{_md(s.title)}](#{_anchor(s)})" for i, s in enumerate(sections, 1)] + [""]
     for i, s in enumerate(sections, 1):
-        lines += [f'<a id="{_anchor(s)}"></a>', "", f"## {i}. {s.title}", "",
-                  f"**The course asks.** {s.question}", "", f"**Measured.** {s.answer}", ""]
+        title = _md(s.title)
+        lines += [f'<a id="{_anchor(s)}"></a>', "", f"## {i}. {title}", "",
+                  f"**The course asks.** {_md(s.question)}", "", f"**Measured.** {_md(s.answer)}", ""]
         for fig in _figures(s):
-            lines += [f"![{s.title}]({_rel(fig, out_dir)})", ""]
+            lines += [f"![{title}]({_md(_rel(fig, out_dir))})", ""]
         if s.table:
             cols = _columns(s.table)
             lines += ["Key numbers:", ""] + _md_table(cols, [[r.get(c) for c in cols] for r in s.table]) + [""]

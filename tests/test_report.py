@@ -41,14 +41,27 @@ def _sections(tmp_path):
 def test_markdown_has_every_part_and_relative_links(tmp_path):
     md = render_markdown(tmp_path, _sections(tmp_path), {"code_version": "0.1.0+abc", "dataset": "fashion-mnist"})
     assert md.startswith("# normlab")
-    assert "1. [Batch norm vs baseline <six layers>](#bn-vs-baseline)" in md
+    assert "1. [Batch norm vs baseline &lt;six layers&gt;](#bn-vs-baseline)" in md   # markdown renders raw HTML
     assert "**The course asks.** Does batch norm speed up training?" in md
     assert "**Measured.** Yes: with batch norm" in md
-    assert "![Batch norm vs baseline <six layers>](bn-vs-baseline/loss.png)" in md
+    assert "0.82 &amp; validation" in md
+    assert "![Batch norm vs baseline &lt;six layers&gt;](bn-vs-baseline/loss.png)" in md
     assert "| model | final loss | best val acc |" in md
     assert "| batchnorm | 0.4123 | 0.812 |" in md and "| baseline | 0.8231 | \u2014 |" in md
     assert "| hidden_dims | 100, 100, 100, 100, 100 |" in md
     assert "0.1.0+abc" in md and str(tmp_path) not in md
+
+
+def test_markdown_carries_no_raw_html_from_user_text(tmp_path):
+    evil = "<script>alert(1)</script>"
+    sections = _sections(tmp_path)
+    s = sections[0]
+    sections[0] = Section(name=s.name, title=evil, question=evil, answer=evil, config={"label": evil},
+                          metrics={}, table=[{"model": evil, evil: 1}], figures=s.figures)
+    md = render_markdown(tmp_path, sections, {"code_version": evil, "title": evil, "problems": [evil]})
+    assert "<script>" not in md and "&lt;script&gt;" in md
+    # the only tags are the report's own anchors and details blocks
+    assert set(re.findall(r"<(/?[a-z]+)", md)) <= {"a", "/a", "details", "/details", "summary", "/summary"}
 
 
 def test_html_is_self_contained_and_escaped(tmp_path):
