@@ -21,6 +21,7 @@ dicts are flattened with :func:`flatten` and rebuilt with :func:`unflatten`.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -55,10 +56,14 @@ def checkpoint_paths(path) -> tuple[Path, Path]:
 def atomic_write(path, write: Callable[[io.BufferedWriter], None]) -> None:
     """Call ``write(f)`` on a temporary file next to ``path``, fsync it and
     rename it onto ``path``. On any error the temporary file is removed and
-    ``path`` is untouched."""
+    ``path`` is untouched; an OSError (disk full, no permission) is raised again
+    as one naming ``path``, with the same ``errno``."""
     path = Path(os.fspath(path))
     directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     try:
         # mkstemp creates 0600; give the file the mode open() would (0666 minus the umask).
         os.chmod(tmp, 0o666 & ~_umask())
@@ -67,13 +72,35 @@ def atomic_write(path, write: Callable[[io.BufferedWriter], None]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and not isinstance(exc, _WriteError):
+            raise _write_error(path, exc) from None
         raise
     _fsync_dir(directory)
+
+
+class _WriteError(OSError):
+    """An OSError whose message names the file being written (and keeps its errno)."""
+
+    def __init__(self, message: str, errno_: int | None, filename: str):
+        super().__init__(errno_, message, filename)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _write_error(path: Path, exc: OSError) -> OSError:
+    hint = {errno.ENOSPC: "free some disk space and run the command again",
+            errno.EDQUOT: "free some of your disk quota and run the command again",
+            errno.EACCES: "make the directory writable or choose another one",
+            errno.EROFS: "the file system is read-only: choose another directory"}.get(exc.errno)
+    return _WriteError(f"cannot write {path}: {exc.strerror or exc}" + (f"; {hint}" if hint else ""),
+                       exc.errno, os.fspath(path))
 
 
 def _umask() -> int:

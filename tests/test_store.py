@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from normlab.experiments.base import RunResult, RunSpec
-from normlab.store import RunStore, to_json, write_json_atomic
+from normlab.store import DamagedRow, RunStore, StoreError, to_json, write_json_atomic
 
 
 def spec(name="a", seed=0, **kw):
@@ -88,6 +88,84 @@ def test_not_a_store(tmp_path):
     bad.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(ValueError, match="cannot open run store"):
         RunStore(bad)
+
+
+def _damage(path, s, text):
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("UPDATE runs SET result_json=? WHERE spec_hash=?", (text, s.spec_hash))
+    db.close()
+
+
+@pytest.mark.parametrize("damage, why", [
+    (lambda d: json.dumps({**d, "colour": "red"}), r"unknown key\(s\) 'colour'"),
+    (lambda d: json.dumps(d)[:-9], r"Expecting|Unterminated|delimiter"),
+    (lambda d: json.dumps({**d, "status": "done"}), r"status"),
+    (lambda d: json.dumps({**d, "loss_history": "oops"}), r"loss_history"),
+    (lambda d: json.dumps({k: v for k, v in d.items() if k != "name"}), r"name"),
+    (lambda d: json.dumps([d]), r"object|dict"),
+    (lambda d: "[" * 100_000, r"."),
+])
+def test_a_damaged_row_names_the_file_and_the_run_and_is_set_aside(tmp_path, damage, why):
+    path = tmp_path / "runs.sqlite"
+    a, b = spec("a"), spec("b", experiment="other")
+    with RunStore(path) as store:
+        store.put(a, result(a))
+        store.put(b, result(b))
+    _damage(path, b, damage(result(b).to_dict()))
+    with RunStore(path, create=False) as store:
+        with pytest.raises(DamagedRow, match=why) as err:
+            store.get(b.spec_hash)
+        msg = str(err.value)
+        assert str(path) in msg and "run other/b" in msg and f"--resume {tmp_path}` retrains it" in msg and "\n" not in msg
+        assert err.value.run == "other/b" and err.value.spec_hash == b.spec_hash
+        results, damaged = store.load()
+        assert set(results) == {a.spec_hash} and set(damaged) == {b.spec_hash}
+        assert store.done_hashes() == {a.spec_hash}          # a resumed sweep retrains it
+        with pytest.raises(DamagedRow):
+            store.results()
+        store.put(b, result(b))                               # ... and the new result repairs the row
+        assert store.get(b.spec_hash) == result(b)
+
+
+def test_a_row_holding_another_runs_result_is_damaged(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    a, b = spec("a"), spec("b")
+    with RunStore(path) as store:
+        store.put(a, result(a))
+        store.put(b, result(b))
+    _damage(path, b, to_json(result(a).to_dict()))
+    with RunStore(path) as store, pytest.raises(DamagedRow, match="holds the result of run hash"):
+        store.get(b.spec_hash)
+
+
+def test_disk_full_is_one_line_and_keeps_the_stored_rows(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    with RunStore(path) as store:
+        store.put(spec("a"), result(spec("a")))
+        pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+        store._conn.execute(f"PRAGMA max_page_count={pages}")      # the file cannot grow: as a full disk
+        big = spec("big")
+        with pytest.raises(StoreError) as err:
+            store.put(big, result(big, n=200_000))
+        msg = str(err.value)
+        assert msg.startswith(f"cannot write run store {path}: database or disk is full")
+        assert f"free some disk space, then `normlab reproduce --resume {tmp_path}` continues" in msg
+        assert "\n" not in msg and not isinstance(err.value.__cause__, sqlite3.Error)
+        assert len(store) == 1 and store.get(spec("a").spec_hash) == result(spec("a"))
+
+
+def test_opening_without_create_refuses_missing_empty_and_schemaless_files(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    with pytest.raises(StoreError, match=f"cannot open run store {path}: No such file"):
+        RunStore(path, create=False)
+    path.write_bytes(b"")
+    with pytest.raises(StoreError, match=r"is empty \(0 bytes\)"):
+        RunStore(path, create=False)
+    assert path.stat().st_size == 0                          # not turned into a fresh store
+    sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.close()
+    with pytest.raises(StoreError, match="has no run table"):
+        RunStore(path, create=False)
 
 
 def test_write_json_atomic(tmp_path):
