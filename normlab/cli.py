@@ -1,9 +1,9 @@
 """The ``normlab`` command line.
 
     normlab list
-    normlab run EXPERIMENT [--FIELD VALUE ...] [--quick] [--jobs N] [--out DIR]
+    normlab run EXPERIMENT [--FIELD VALUE ...] [--quick] [--jobs N] [--out DIR] [--yes]
     normlab reproduce [--quick] [--jobs N] [--out DIR] [--only NAME,...] [--resume RUN_DIR]
-                      [--scheduler ADDRESS]
+                      [--scheduler ADDRESS] [--yes]
     normlab report RUN_DIR
     normlab gradcheck [--seed N] [--layers-only] [--json PATH]
     normlab crosscheck [--steps N] [--seed N] [--tolerance T] [--json PATH]
@@ -11,7 +11,9 @@
     normlab data fetch NAME [--dir DIR] [--mirror URL ...]
 
 Exit codes: 0 success, 1 a check failed, a run failed or a user error (one
-line on stderr, no traceback), 2 bad usage (the usage and the reason).
+line on stderr, no traceback), 2 bad usage (the usage and the reason), 130
+interrupted (Ctrl-C), 143 terminated (SIGTERM, handled like Ctrl-C: workers
+stopped, finished runs kept, the run directory's lock released).
 
 BLAS thread variables are pinned to 1 in :func:`main`, before anything here
 imports NumPy (module level imports only the standard library): matrix
@@ -26,6 +28,7 @@ import dataclasses
 import datetime as _dt
 import json
 import os
+import signal
 import sys
 
 from . import __version__
@@ -70,6 +73,26 @@ def _cmd_data_fetch(args) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds exactly like Ctrl-C:
+    workers stopped, finished runs kept, the lock released, exit code 143."""
+
+
+def _raise_terminated(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)     # a second TERM must not cut the cleanup short
+    raise Terminated()
+
+
+def _interrupted(exc: KeyboardInterrupt, out) -> int:
+    """The one line of an interrupted run/reproduce and its exit code (128 + the signal).
+    The resume hint only when the directory holds a run to resume."""
+    what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+    resumable = out is not None and os.path.isfile(os.path.join(os.path.expanduser(os.fspath(out)), "config.json"))
+    print(f"normlab: {what}; " + (f"finished runs are kept: `normlab reproduce --resume {out}` continues"
+                                  if resumable else "nothing was written"), file=sys.stderr)
+    return 143 if isinstance(exc, Terminated) else 130
+
+
 def _stamp() -> str:
     return _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
@@ -82,14 +105,22 @@ class _Reporter:
         self.bar = None
 
     def __call__(self, event, **info):
+        from .budget import describe
         from .progress import Progress, format_seconds
-        if event == "sweep":
+        if event == "stale":
+            self._line(f"normlab: removed {info['path']}, a temporary file left by a killed writer")
+        elif event == "sweep":
+            for name in info.get("restored") or ():
+                self._line(f"normlab: restored {name} into the store from its history file")
+            for name in info.get("damaged") or ():
+                self._line(f"normlab: the store's row of {name} is damaged; training it again")
             done = info["total"] - info["todo"]
             where = (f"on the Dask scheduler at {info['scheduler']}" if info.get("scheduler") else
                      f"{info['jobs']} worker process{'es' if info['jobs'] != 1 else ''}")
             self._line(f"normlab: {info['total']} training runs"
                        + (f" ({done} already in the store)" if done else "")
-                       + (f"{' ' if info.get('scheduler') else ', '}{where}" if info["todo"] else ", nothing to train"))
+                       + (f"{' ' if info.get('scheduler') else ', '}{where}" if info["todo"] else ", nothing to train")
+                       + (f" ({describe(info['estimate'])})" if info["todo"] and info.get("estimate") else ""))
             if info["todo"]:
                 self.bar = Progress(info["total"], "training", stream=self.stream)
                 self.bar.done = done
@@ -158,7 +189,7 @@ def _experiment_parser(name, mod) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"normlab run {name}", allow_abbrev=False,
                                 description=f"{mod.TITLE}. {mod.QUESTION}",
                                 epilog="Sequences are given comma-separated (--hidden-dims 100,100); "
-                                       "also: --quick, --jobs N, --out DIR, --scheduler ADDRESS.")
+                                       "also: --quick, --jobs N, --out DIR, --scheduler ADDRESS, --yes.")
     for f in dataclasses.fields(mod.Config):
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
@@ -231,7 +262,10 @@ def _cmd_run(args) -> int:
     try:
         outcome = reproduce(out, names=[args.experiment], quick=args.quick, jobs=args.jobs,
                             scheduler=args.scheduler, overrides={args.experiment: args.overrides},
-                            progress=reporter)
+                            progress=reporter, yes=args.yes, command=f"normlab run {args.experiment}")
+    except KeyboardInterrupt as exc:
+        reporter._close()
+        return _interrupted(exc, out)
     finally:
         reporter._close()
     return _finish_outcome(outcome)
@@ -241,20 +275,17 @@ def _cmd_reproduce(args) -> int:
     from .reproduce import reproduce
     _require_torch_installed(args.engine)
     reporter = _Reporter()
+    out = args.resume or args.out or os.path.join("runs", _stamp())
     try:
         if args.resume:
-            outcome = reproduce(args.resume, resume=True, jobs=args.jobs, scheduler=args.scheduler,
-                                progress=reporter)
+            outcome = reproduce(out, resume=True, jobs=args.jobs, scheduler=args.scheduler,
+                                progress=reporter, yes=args.yes, command="normlab reproduce --resume")
         else:
-            out = args.out or os.path.join("runs", _stamp())
-            outcome = reproduce(out, names=args.only, quick=args.quick, jobs=args.jobs,
-                                scheduler=args.scheduler, progress=reporter, engine=args.engine)
-    except KeyboardInterrupt:
+            outcome = reproduce(out, names=args.only, quick=args.quick, jobs=args.jobs, scheduler=args.scheduler,
+                                progress=reporter, engine=args.engine, yes=args.yes, command="normlab reproduce")
+    except KeyboardInterrupt as exc:
         reporter._close()
-        where = args.resume or args.out
-        print("normlab: interrupted; finished runs are kept"
-              + (f": `normlab reproduce --resume {where}` continues" if where else ""), file=sys.stderr)
-        return 130
+        return _interrupted(exc, out)
     finally:
         reporter._close()
     return _finish_outcome(outcome)
@@ -262,7 +293,11 @@ def _cmd_reproduce(args) -> int:
 
 def _cmd_report(args) -> int:
     from .reproduce import rebuild
-    return _finish_outcome(rebuild(args.run_dir, progress=_Reporter()))
+    reporter = _Reporter()
+    try:
+        return _finish_outcome(rebuild(args.run_dir, progress=reporter))
+    finally:
+        reporter._close()
 
 
 def _positive_int(text):
@@ -286,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run one experiment (options override its configuration) and "
                                    "write its report", add_help=False, allow_abbrev=False,
                        usage="normlab run EXPERIMENT [--FIELD VALUE ...] [--quick] [--jobs N] "
-                             "[--out DIR] [--scheduler ADDRESS]",
+                             "[--out DIR] [--scheduler ADDRESS] [--yes]",
                        description="Run one experiment into a new run directory. Every field of the "
                                    "experiment's configuration is an option: `normlab run EXPERIMENT "
                                    "--help` lists them with the course defaults.")
@@ -363,6 +398,9 @@ def _sweep_options(p, default_out):
     p.add_argument("--out", metavar="DIR", help=f"the new run directory (default: {default_out})")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run the training runs on a Dask scheduler (e.g. tcp://host:8786)")
+    p.add_argument("--yes", action="store_true",
+                   help="start even when the sweep is estimated to need more than 80%% of the available "
+                        "memory or more than 12 hours (normlab.budget)")
 
 
 def _parse(argv):
@@ -390,8 +428,13 @@ def main(argv: list[str] | None = None) -> int:
     from .reproduce import pin_blas_threads
     pin_blas_threads()      # before NumPy is first imported (see the module docstring)
     args = _parse(argv)
+    previous = _handle_sigterm()
     try:
         return args.func(args)
+    except MemoryError as exc:
+        print(f"normlab: error: out of memory{f' ({exc})' if str(exc) else ''}; use smaller sizes or "
+              f"fewer --jobs", file=sys.stderr)
+        return 1
     except RuntimeError as exc:
         if not getattr(args, "scheduler", None):
             raise
@@ -400,9 +443,22 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:   # user errors: one line, no traceback
         print(f"normlab: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("normlab: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print("normlab: " + ("terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"),
+              file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _handle_sigterm():
+    """Make SIGTERM unwind like Ctrl-C (see :class:`Terminated`); returns the handler it
+    replaced (None when not in the main thread, where handlers cannot be set)."""
+    try:
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:
+        return None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -37,6 +37,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .rundir import LOCK_FILE, PROBE_PREFIX, RunDirError, RunDirLock, remove_stale_temporaries
+
 __all__ = ["reproduce", "rebuild", "plan", "Plan", "Outcome", "RunDirError", "pin_blas_threads",
            "BLAS_THREAD_VARS", "default_jobs", "config_to_dict", "config_from_dict", "coerce_overrides",
            "recipes", "recipe"]
@@ -63,10 +65,6 @@ def default_jobs() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
-
-
-class RunDirError(ValueError):
-    """The output directory cannot be used (not writable, not empty, not a run directory)."""
 
 
 # ---------------------------------------------------------------- recipes and configs
@@ -250,15 +248,31 @@ def plan(names=None, quick=False, overrides=None, engine=None) -> list:
 
 
 def _plans_from_config(run_dir: Path, stored: dict) -> list:
+    """The plans a run directory's ``config.json`` describes; RunDirError naming the
+    file, the experiment and the repair for anything that is not a valid config."""
     table = recipes()
+    path = run_dir / CONFIG_FILE
+    repair = (f"restore it from a backup or start a new run directory "
+              f"(`normlab reproduce --out NEW`); the runs already in {run_dir / STORE_FILE} are kept there")
+    experiments = stored.get("experiments")
+    if not isinstance(experiments, dict) or not experiments:
+        found = ("has no 'experiments'" if experiments is None else "names no experiment" if experiments == {}
+                 else f"has 'experiments' as a {type(experiments).__name__}")
+        raise RunDirError(f"{path} {found}, expected an object naming each experiment; {repair}")
     plans = []
-    for n, entry in stored["experiments"].items():
+    for n, entry in experiments.items():
         if n not in table:
-            raise RunDirError(f"{run_dir / CONFIG_FILE} names experiment {n!r}, which this normlab "
+            raise RunDirError(f"{path} names experiment {n!r}, which this normlab "
                               f"does not have (known: {', '.join(table)})")
+        if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+            raise RunDirError(f"{path}: experiment {n!r} has no 'config' object; {repair}")
         mod = table[n]
-        cfg = config_from_dict(mod.Config, entry["config"])
-        plans.append(Plan(n, mod, cfg, list(mod.runs(cfg))))
+        try:
+            cfg = config_from_dict(mod.Config, entry["config"])
+            specs = list(mod.runs(cfg))
+        except (ValueError, TypeError) as exc:
+            raise RunDirError(f"{path}: the config of experiment {n!r} is not valid ({exc}); {repair}") from None
+        plans.append(Plan(n, mod, cfg, specs))
     return plans
 
 
@@ -269,9 +283,12 @@ def _writable(out: Path) -> None:
     Nothing that already exists is modified."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".normlab-write-test.")
+        fd, probe = tempfile.mkstemp(dir=out, prefix=PROBE_PREFIX)
         os.close(fd)
-        os.unlink(probe)
+        try:
+            os.unlink(probe)
+        except FileNotFoundError:
+            pass      # the directory's lock holder cleared it as a stale temporary
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise RunDirError(f"cannot write to {out}: {reason}"
@@ -285,8 +302,9 @@ def _load_config(run_dir: Path) -> dict:
         stored = json.loads(path.read_text())
     except FileNotFoundError:
         raise RunDirError(f"{run_dir} is not a normlab run directory (no {CONFIG_FILE})") from None
-    except (OSError, ValueError) as exc:
-        raise RunDirError(f"cannot read {path}: {exc}") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise RunDirError(f"cannot read {path}: {exc}; restore it from a backup or start a new run "
+                          f"directory (`normlab reproduce --out NEW`)") from None
     if not isinstance(stored, dict) or stored.get("format") != CONFIG_FORMAT:
         raise RunDirError(f"{path} is not a normlab run configuration")
     return stored
@@ -310,11 +328,26 @@ def history_path(out: Path, spec) -> Path:
 
 
 def _check_datasets(plans: list) -> list:
+    """Locate every dataset the runs need and check each run's sizes fit it
+    (DatasetNotFoundError / ValueError, one line each, before anything is written)."""
     from .data.locate import locate
+    from .data.sizes import check_run_sizes
     names = sorted({s.dataset for p in plans for s in p.specs})
     for n in names:
-        locate(n)          # DatasetNotFoundError: one line, with the command that fixes it
+        found = locate(n)  # DatasetNotFoundError: one line, with the command that fixes it
+        check_run_sizes(found, [s for p in plans for s in p.specs if s.dataset == n])
     return names
+
+
+def _empty(out: Path) -> bool:
+    """No directory, or one holding nothing but a lock file and other commands' write probes."""
+    return not out.is_dir() or all(p.name == LOCK_FILE or p.name.startswith(PROBE_PREFIX) for p in out.iterdir())
+
+
+def _refuse_not_empty(out: Path) -> None:
+    if not _empty(out):
+        raise RunDirError(f"{out} already exists and is not empty; pass --resume {out} to finish "
+                          f"that run, or choose a new --out")
 
 
 # ---------------------------------------------------------------- running
@@ -337,13 +370,13 @@ class Outcome:
         return not self.problems
 
 
-def _open_store(out: Path):
+def _open_store(out: Path, create: bool = True):
     from .store import RunStore
-    return RunStore(out / STORE_FILE)
+    return RunStore(out / STORE_FILE, create=create)
 
 
 def reproduce(out_dir, names=None, quick=False, jobs=None, resume=False, scheduler=None,
-              overrides=None, progress=None, engine=None) -> Outcome:
+              overrides=None, progress=None, engine=None, yes=False, command="normlab reproduce") -> Outcome:
     """Run the recipes ``names`` (default: all) into the run directory ``out_dir``.
 
     ``jobs``: worker processes (default: the CPUs available); ``scheduler``: a
@@ -351,15 +384,26 @@ def reproduce(out_dir, names=None, quick=False, jobs=None, resume=False, schedul
     ``{experiment: {field: value}}``; ``engine``: 'numpy', 'torch' or 'both'
     for every recipe that trains nets (default: each recipe's own);
     ``progress``: a callable ``(event, **info)`` (see
-    :func:`_progress_adapter`) or None.
+    :func:`_progress_adapter`) or None; ``yes``: run even when the estimated
+    memory or time of the sweep exceeds the bounds of :mod:`normlab.budget`.
     With ``resume=True`` the directory must hold an earlier run's
     ``config.json``; its configurations are reused (``names``, ``quick``,
     ``overrides`` and ``engine`` must then be left out) and only unfinished
-    runs are trained.
+    runs are trained: missing, failed, killed and damaged rows (a row lost from
+    the store is restored from its history file instead).
+
+    Everything is validated before the first byte is written: the recipes and
+    options, the dataset and each run's sizes against it, the estimated memory
+    and time, the scheduler's reachability, that the directory is writable and
+    (without ``resume``) empty. The directory is then locked for the whole call
+    (:class:`~normlab.rundir.RunDirLock`); a second writer gets RunDirBusy. A
+    new directory that fails before any run is stored is removed again, so a
+    retry can use it.
 
     Raises RunDirError (a non-empty ``out_dir`` without ``resume``, an
-    unwritable one), ValueError (unknown experiment or option) and
-    DatasetNotFoundError before anything is written or trained.
+    unwritable or busy one), ValueError (unknown experiment or option, sizes
+    the data cannot give, a sweep over the budget), DatasetNotFoundError and
+    RuntimeError (scheduler unreachable) before anything is written or trained.
     """
     t0 = time.perf_counter()
     out = Path(os.path.expanduser(os.fspath(out_dir)))
@@ -373,16 +417,49 @@ def reproduce(out_dir, names=None, quick=False, jobs=None, resume=False, schedul
                              "leave out experiment names, --quick, --engine and options")
         stored = _load_config(out)
         plans = _plans_from_config(out, stored)
-        quick = bool(stored.get("quick"))
     else:
         plans = plan(names, quick, overrides, engine)
-        if out.is_dir() and any(out.iterdir()):
-            raise RunDirError(f"{out} already exists and is not empty; pass --resume {out} to finish "
-                              f"that run, or choose a new --out")
+        _refuse_not_empty(out)
         stored = None
     datasets = _check_datasets(plans)
+    estimate = _check_budget(plans, jobs, scheduler, yes)
+    if scheduler is not None:
+        from .sweep import check_scheduler
+        check_scheduler(scheduler)
+    created = not out.exists()
     _writable(out)
+    lock = RunDirLock(out, command)
+    try:
+        lock.acquire()
+    except BaseException:
+        if created:
+            _remove_dir_if_empty(out)
+        raise
+    fresh_ok = False
+    try:
+        if resume:   # read again under the lock: another writer may have changed it meanwhile
+            stored = _load_config(out)
+            plans = _plans_from_config(out, stored)
+            quick = bool(stored.get("quick"))
+        else:
+            _refuse_not_empty(out)       # a twin may have written between the check and the lock
+        fresh_ok = not resume
+        for tmp in remove_stale_temporaries(out):
+            say("stale", path=tmp)
+        outcome = _reproduce_locked(out, plans, stored, datasets, quick, jobs, scheduler, say, estimate, t0)
+        fresh_ok = False
+        return outcome
+    except BaseException:
+        if fresh_ok and not _has_results(out):
+            _clear(out)                  # nothing trained: leave the directory as it was found
+        raise
+    finally:
+        lock.release()
+        if created and fresh_ok:
+            _remove_dir_if_empty(out)
 
+
+def _reproduce_locked(out, plans, stored, datasets, quick, jobs, scheduler, say, estimate, t0) -> Outcome:
     config = {
         "format": CONFIG_FORMAT, "format_version": 1,
         "code_version": _code_version(), "created": (stored or {}).get("created") or _now(),
@@ -391,7 +468,9 @@ def reproduce(out_dir, names=None, quick=False, jobs=None, resume=False, schedul
                                  "runs": len(p.specs)} for p in plans},
     }
     if stored is not None:
-        config["invocations"] = stored.get("invocations", []) + [{"resumed": _now(), "jobs": jobs}]
+        invocations = stored.get("invocations")
+        config["invocations"] = (invocations if isinstance(invocations, list) else []) + \
+            [{"resumed": _now(), "jobs": jobs}]
     _write_json(out / CONFIG_FILE, config)
 
     specs = {}
@@ -401,8 +480,8 @@ def reproduce(out_dir, names=None, quick=False, jobs=None, resume=False, schedul
     analyses = _Analyses(out, plans, jobs)
     try:
         analyses.start_early()
-        results, todo = _sweep(out, specs, jobs, scheduler, say)
-        outcome = _finish(out, plans, results, config, progress=say, analyses=analyses,
+        results, damaged, todo = _sweep(out, specs, jobs, scheduler, say, estimate, restore=stored is not None)
+        outcome = _finish(out, plans, results, config, progress=say, analyses=analyses, damaged=damaged,
                           extra_meta={"executed": todo, "wall_time": _seconds(time.perf_counter() - t0)})
     except BaseException:
         analyses.close(abort=True)
@@ -412,54 +491,138 @@ def reproduce(out_dir, names=None, quick=False, jobs=None, resume=False, schedul
     return outcome
 
 
-def _sweep(out: Path, specs: dict, jobs: int, scheduler, say):
-    """Train what the store lacks; return ({spec_hash: RunResult} from the store, runs trained now)."""
+def _check_budget(plans, jobs, scheduler, yes):
+    """The sweep's estimated cost (:mod:`normlab.budget`); ValueError past its bounds unless ``yes``."""
+    from .budget import check, estimate
+    est = estimate([s for p in plans for s in p.specs], jobs=1 if scheduler else jobs)
+    if not yes:
+        check(est, local=scheduler is None)
+    return est
+
+
+def _has_results(out: Path) -> bool:
+    path = out / STORE_FILE
+    if not path.is_file():
+        return False
+    try:
+        with _open_store(out, create=False) as store:
+            return len(store) > 0
+    except ValueError:
+        return True      # cannot tell: keep everything
+
+
+def _clear(out: Path) -> None:
+    """Remove what this call wrote into ``out`` (which was empty when it was locked)."""
+    import shutil
+    for p in out.iterdir():
+        if p.name == LOCK_FILE:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            try:
+                p.unlink()
+            except OSError:
+                pass
+
+
+def _remove_dir_if_empty(out: Path) -> None:
+    try:
+        out.rmdir()
+    except OSError:
+        pass
+
+
+def _sweep(out: Path, specs: dict, jobs: int, scheduler, say, estimate=None, restore=False):
+    """Train what the store lacks; return ({spec_hash: RunResult}, {spec_hash: DamagedRow}, runs trained now).
+    ``restore``: first put back, from the run histories, finished runs the store has no row of."""
+    from .store import DONE_STATUSES
     with _open_store(out) as store:
-        done_before = set(store.done_hashes()) & set(specs)
-        todo = len(specs) - len(done_before)
-        say("sweep", total=len(specs), todo=todo, jobs=jobs, scheduler=scheduler)
+        restored = _restore_from_histories(out, store, specs) if restore else []
+        results, damaged = store.load(specs)
+        todo = sum(1 for h in specs if h not in results or results[h].status not in DONE_STATUSES)
+        say("sweep", total=len(specs), todo=todo, jobs=jobs, scheduler=scheduler, estimate=estimate,
+            damaged=[d.run for d in damaged.values()], restored=restored)
         if todo:
             from .sweep import run_sweep
             run_sweep(list(specs.values()), store, jobs=jobs, scheduler=scheduler,
                       progress=lambda d, t, spec, res: say("run", done=d, total=t, spec=spec, result=res))
-        return _results_from_store(store, specs), todo
+            results, damaged = store.load(specs)
+        return results, damaged, todo
+
+
+def _restore_from_histories(out: Path, store, specs: dict) -> list:
+    """Put back into ``store`` the finished (or diverged) runs that have a valid history
+    file but no row (a store emptied or replaced); returns their names."""
+    from .experiments.base import RunResult, RunSpec
+    from .store import DONE_STATUSES
+    present = {h for (h,) in store._read("SELECT spec_hash FROM runs")}
+    restored = []
+    for h, spec in specs.items():
+        path = history_path(out, spec)
+        if h in present or not path.is_file():
+            continue
+        try:
+            doc = json.loads(path.read_text())
+            if RunSpec.from_dict(doc["spec"]).spec_hash != h:
+                continue
+            result = RunResult.from_dict(doc["result"])
+        except (OSError, ValueError, TypeError, KeyError, RecursionError):
+            continue     # not a usable history: the run is trained again
+        if result.spec_hash == h and result.status in DONE_STATUSES:
+            store.put(spec, result)
+            restored.append(f"{spec.experiment}/{spec.name}")
+    return restored
 
 
 def rebuild(run_dir, progress=None, jobs=None) -> Outcome:
     """Re-analyze a run directory from ``config.json`` and ``runs.sqlite``; no training.
-    Runs missing from the store (an interrupted sweep) are reported as problems."""
+    Runs missing from the store (an interrupted sweep) and damaged rows are reported
+    as problems. Refused, leaving every file as it was, when the directory is being
+    written (RunDirBusy) or when runs have a history file but no row in the store
+    (an emptied or replaced store: ``--resume`` restores them)."""
     t0 = time.perf_counter()
     out = Path(os.path.expanduser(os.fspath(run_dir)))
     if not out.is_dir():
         raise RunDirError(f"{out} is not a directory")
-    stored = _load_config(out)
-    if not (out / STORE_FILE).is_file():
-        raise RunDirError(f"{out} has no run store ({STORE_FILE})")
-    plans = _plans_from_config(out, stored)
+    _plans_from_config(out, _load_config(out))      # refuse a foreign or broken directory before locking it
     _writable(out)
-    specs = {s.spec_hash: s for p in plans for s in p.specs}
-    with _open_store(out) as store:
-        results = _results_from_store(store, specs)
-    analyses = _Analyses(out, plans, default_jobs() if jobs is None else int(jobs))
-    try:
-        outcome = _finish(out, plans, results, stored, progress=progress or (lambda event, **info: None),
-                          analyses=analyses, extra_meta={"executed": "0 (report rebuilt from the run store)"})
-    except BaseException:
-        analyses.close(abort=True)
-        raise
+    say = progress or (lambda event, **info: None)
+    with RunDirLock(out, "normlab report"):
+        stored = _load_config(out)
+        plans = _plans_from_config(out, stored)
+        specs = {s.spec_hash: s for p in plans for s in p.specs}
+        with_history = [s for s in specs.values() if history_path(out, s).is_file()]
+        try:
+            with _open_store(out, create=False) as store:
+                results, damaged = store.load(specs)
+                rows = {h for (h,) in store._read("SELECT spec_hash FROM runs")}
+        except ValueError as exc:
+            if not with_history and not (out / STORE_FILE).exists():
+                raise RunDirError(f"{out} has no run store ({STORE_FILE}): nothing was trained into it; "
+                                  f"`normlab reproduce --resume {out}` trains its runs") from None
+            if not with_history:
+                raise
+            raise RunDirError(f"{exc}; {out / 'runs'} holds {len(with_history)} run histories, so the report "
+                              f"was left as it was: `normlab reproduce --resume {out}` rebuilds the store "
+                              f"from them") from None
+        lost = [s for s in with_history if s.spec_hash not in rows]
+        if lost:
+            raise RunDirError(f"{len(lost)} runs (e.g. {lost[0].experiment}/{lost[0].name}) have a history in "
+                              f"{out / 'runs'} but no row in {out / STORE_FILE} (an emptied or replaced "
+                              f"store); the report was left as it was: `normlab reproduce --resume {out}` "
+                              f"restores them")
+        for tmp in remove_stale_temporaries(out):
+            say("stale", path=tmp)
+        analyses = _Analyses(out, plans, default_jobs() if jobs is None else int(jobs))
+        try:
+            outcome = _finish(out, plans, results, stored, progress=say, analyses=analyses, damaged=damaged,
+                              extra_meta={"executed": "0 (report rebuilt from the run store)"})
+        except BaseException:
+            analyses.close(abort=True)
+            raise
     outcome.seconds = time.perf_counter() - t0
     return outcome
-
-
-def _results_from_store(store, specs: dict) -> dict:
-    out = {}
-    for h in specs:
-        r = store.get(h)
-        if isinstance(r, tuple):          # (spec, result)
-            r = r[1]
-        if r is not None:
-            out[h] = r
-    return out
 
 
 def _code_version() -> str:
@@ -471,8 +634,14 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
-def _pin_child() -> None:
-    """Initializer of analysis processes: runs before they import NumPy."""
+def _pin_child(parent_pid: int) -> None:
+    """Initializer of analysis processes: runs before they import NumPy. They die with
+    the parent (SIGKILL included: nothing is written into the run directory after it)
+    and leave Ctrl-C to it."""
+    import signal
+    from .sweep import die_with_parent
+    die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     pin_blas_threads()
 
 
@@ -503,7 +672,7 @@ class _Analyses:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
             self.pool = ProcessPoolExecutor(max_workers=min(jobs, len(plans)), mp_context=mp.get_context("spawn"),
-                                            initializer=_pin_child)
+                                            initializer=_pin_child, initargs=(os.getpid(),))
 
     def start_early(self) -> None:
         """Submit the analyses that need no training run."""
@@ -564,11 +733,13 @@ def _seconds(s: float) -> str:
 
 
 def _finish(out: Path, plans: list, results: dict, config: dict, progress, analyses: "_Analyses",
-            extra_meta=None) -> Outcome:
+            extra_meta=None, damaged=None) -> Outcome:
     """Per-run histories, each recipe's analysis, metrics.json and the report."""
     from .report import write_report
 
     problems, failed = [], []
+    for row in (damaged or {}).values():
+        problems.append(f"{row}; until then the report leaves the run out")
     total = sum(len(p.specs) for p in plans)
     for p in plans:
         for s in p.specs:

@@ -56,7 +56,8 @@ from typing import Callable, Iterable
 from .experiments.base import RunResult, RunSpec, code_version, execute
 from .store import RunStore
 
-__all__ = ["run_sweep", "blas_threads", "BlasThreadsWarning", "WORKER_ENV", "KILL_HOOK_ENV"]
+__all__ = ["run_sweep", "check_scheduler", "die_with_parent", "blas_threads", "BlasThreadsWarning", "WORKER_ENV",
+           "KILL_HOOK_ENV"]
 
 # The environment of every worker process, set before it imports numpy.
 WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -238,9 +239,9 @@ def _run_serial(todo, store, record) -> None:
 
 
 # -- local worker processes -------------------------------------------------------------------------
-def _die_with_parent(parent_pid: int) -> None:
-    """Linux: SIGKILL this worker when the sweep's process dies, so a killed
-    sweep leaves no orphan finishing a run nobody will store."""
+def die_with_parent(parent_pid: int) -> None:
+    """Linux: SIGKILL this process when ``parent_pid`` (the process that started it)
+    dies, so a killed sweep leaves no orphan finishing work nobody will store."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG
@@ -252,7 +253,7 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def _worker_main(conn, parent_pid: int) -> None:
     """A worker: receive spec dicts, answer ("started", hash) then ("result", dict); None stops it."""
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
     kill_name = os.environ.get(KILL_HOOK_ENV)
     with blas_threads(1):   # the environment already says 1; this covers a BLAS that ignores it
@@ -429,17 +430,28 @@ def _dask_execute(spec_dict: dict) -> dict:
         return execute(RunSpec.from_dict(spec_dict)).to_dict()
 
 
-def _run_dask(todo, store, record, address: str) -> None:
+def _connect(address: str):
     try:
-        from distributed import Client, as_completed
+        from distributed import Client
     except ImportError as exc:
         raise RuntimeError(f"--scheduler needs Dask distributed ({exc}); install it with "
                            f"pip install 'normlab[dask]'") from None
     try:
-        client = Client(address, timeout=DASK_CONNECT_TIMEOUT, set_as_default=False)
+        return Client(address, timeout=DASK_CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise RuntimeError(f"cannot reach the Dask scheduler at {address}: {exc}; start one "
                            f"(dask scheduler / dask worker) or drop --scheduler") from None
+
+
+def check_scheduler(address: str) -> None:
+    """RuntimeError (one line) unless a Dask scheduler answers at ``address``, so a
+    command can refuse before it writes anything."""
+    _connect(address).close()
+
+
+def _run_dask(todo, store, record, address: str) -> None:
+    client = _connect(address)          # first: it names the missing extra
+    from distributed import as_completed
     with client:
         futures, specs, t0 = [], {}, time.perf_counter()
         for spec in todo:

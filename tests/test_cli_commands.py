@@ -117,13 +117,13 @@ def test_user_errors_are_one_line(recipe, tmp_path, capsys):
 def test_unusable_scheduler_is_one_line(recipe, tmp_path, capsys, monkeypatch):
     import normlab.sweep as sweep
 
-    def unreachable(specs, store, jobs=1, scheduler=None, progress=None):
-        raise RuntimeError(f"cannot reach the Dask scheduler at {scheduler}: timed out; drop --scheduler")
-    monkeypatch.setattr(sweep, "run_sweep", unreachable)
+    def unreachable(address):
+        raise RuntimeError(f"cannot reach the Dask scheduler at {address}: timed out; drop --scheduler")
+    monkeypatch.setattr(sweep, "check_scheduler", unreachable)
     assert cli.main(["run", "fake", "--out", str(tmp_path / "o"), "--scheduler", "tcp://127.0.0.1:9"]) == 1
     err = capsys.readouterr().err.splitlines()
-    assert err == ["normlab: 2 training runs on the Dask scheduler at tcp://127.0.0.1:9",
-                   "normlab: error: cannot reach the Dask scheduler at tcp://127.0.0.1:9: timed out; drop --scheduler"]
+    assert err == ["normlab: error: cannot reach the Dask scheduler at tcp://127.0.0.1:9: timed out; drop --scheduler"]
+    assert not (tmp_path / "o").exists()              # refused before anything was written
 
 
 def test_run_report_and_resume_through_the_cli(recipe, tmp_path, capsys):

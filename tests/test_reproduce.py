@@ -173,8 +173,9 @@ def test_rebuild_of_an_incomplete_or_foreign_dir(recipe, tmp_path):
         R.rebuild(tmp_path)
     out = tmp_path / "r"
     R.reproduce(out, jobs=1)
-    with RunStore(out / "runs.sqlite") as store:
+    with RunStore(out / "runs.sqlite") as store:       # as a sweep interrupted before that run
         store._conn.execute("DELETE FROM runs WHERE name='none/seed=0'")
+    (out / "runs/fake/none/seed=0.json").unlink()
     res = R.rebuild(out)
     assert not res.ok and "1 of 2 training runs have no result" in res.problems[0]
     assert "--resume" in (out / "report.md").read_text()

@@ -34,6 +34,8 @@ __all__ = ["RunSpec", "RunResult", "Section", "execute", "load_data", "build_mod
            "STATUSES"]
 
 STATUSES = ("finished", "diverged", "failed")
+# Seeds are stored as SQLite INTEGERs (signed 64-bit) and seed NumPy generators.
+MAX_SEED = 2**63 - 1
 DATASETS = ("fashion-mnist", "mnist", "cifar10")
 EVALUATIONS = ("test_acc", "test_acc_train_mode", "per_class_test_acc")
 ENGINES = ("numpy", "torch")
@@ -83,6 +85,8 @@ class RunSpec:
             raise ValueError(f"unknown evaluation(s) {bad}; expected some of {', '.join(EVALUATIONS)}")
         if self.engine not in ENGINES:
             raise ValueError(f"unknown engine {self.engine!r}; expected one of {', '.join(ENGINES)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer in 0..2**63-1, got {self.seed!r}")
         object.__setattr__(self, "evaluate", tuple(self.evaluate))
         json.dumps(self.to_dict())   # fails early, here, on anything not JSON-able
 
@@ -94,15 +98,50 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunSpec":
-        d = dict(d)
+        """Rebuild a spec from :meth:`to_dict` output; ValueError naming what is wrong."""
+        d = dict(_fields_of(cls, d, required=("experiment", "name", "model")))
+        for key in ("experiment", "name"):
+            if not isinstance(d[key], str):
+                raise ValueError(f"{key} must be a string, got {_brief(d[key])}")
+        for key in ("model_kwargs", "solver_kwargs"):
+            if not isinstance(d.get(key, {}), dict):
+                raise ValueError(f"{key} must be an object, got {_brief(d[key])}")
+        if not isinstance(d.get("evaluate", []), (list, tuple)):
+            raise ValueError(f"evaluate must be a list, got {_brief(d['evaluate'])}")
         d["evaluate"] = tuple(d.get("evaluate", ()))
-        return cls(**d)
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
 
     @property
     def spec_hash(self) -> str:
         """SHA-256 of the canonical JSON of the spec: the run's identity in the store."""
         canon = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def _fields_of(cls, d, required) -> dict:
+    """``d`` checked to be a dict holding only ``cls``'s fields and all of ``required``."""
+    if not isinstance(d, dict):
+        raise ValueError(f"a {cls.__name__} is a JSON object, got {type(d).__name__}")
+    known = {f for f in cls.__dataclass_fields__}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))} in a {cls.__name__}")
+    missing = [k for k in required if k not in d]
+    if missing:
+        raise ValueError(f"a {cls.__name__} needs {', '.join(map(repr, missing))}")
+    return d
+
+
+def _number_or_none(x) -> bool:
+    return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool))
+
+
+def _brief(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _finite_or_none(values):
@@ -132,6 +171,31 @@ class RunResult:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunResult":
+        """Rebuild a result from :meth:`to_dict` output (e.g. a store row), checking
+        every field's type; ValueError naming the first that is wrong."""
+        d = _fields_of(cls, d, required=("spec_hash", "experiment", "name", "status"))
+        if d["status"] not in STATUSES:
+            raise ValueError(f"status {d['status']!r} is not one of {', '.join(STATUSES)}")
+        for key in ("spec_hash", "experiment", "name", "code_version"):
+            if key in d and not isinstance(d[key], str):
+                raise ValueError(f"{key} must be a string, got {type(d[key]).__name__}")
+        for key in ("loss_history", "train_acc_history", "val_acc_history"):
+            v = d.get(key, [])
+            if not isinstance(v, list) or not all(_number_or_none(x) for x in v):
+                raise ValueError(f"{key} must be a list of numbers (or null), got {_brief(v)}")
+        for key in ("best_val_acc", "seconds"):
+            if key in d and not _number_or_none(d[key]):
+                raise ValueError(f"{key} must be a number, got {_brief(d[key])}")
+        if d.get("iterations_per_epoch") is not None and (
+                not isinstance(d["iterations_per_epoch"], int) or isinstance(d["iterations_per_epoch"], bool)):
+            raise ValueError(f"iterations_per_epoch must be an integer, got {_brief(d['iterations_per_epoch'])}")
+        if not isinstance(d.get("extras", {}), dict):
+            raise ValueError(f"extras must be an object, got {_brief(d['extras'])}")
+        if d.get("error") is not None and not isinstance(d["error"], str):
+            raise ValueError(f"error must be a string, got {_brief(d['error'])}")
+        d = dict(d)
+        if d.get("seconds") is None:
+            d["seconds"] = 0.0
         return cls(**d)
 
     @property

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .base import DATASETS, ENGINE_CHOICES, RunResult
+from .base import DATASETS, ENGINE_CHOICES, MAX_SEED, RunResult
 
 __all__ = ["Spread", "spread", "group", "best_val", "best_train", "final_loss", "status_text",
            "problems_sentence", "compare", "times", "check_common", "class_names", "config_dict", "fmt", "positive",
@@ -137,16 +137,23 @@ def times(a: float, b: float) -> str:
 
 
 def check_common(cfg) -> None:
-    """Validation shared by every Config: dataset, seeds and (for training recipes) engine."""
+    """Validation shared by every Config: dataset, seeds (0 .. 2**63-1: what the
+    generator takes and the store's integer column holds), the update rule and (for
+    training recipes) the engine."""
+    from ..optim import UPDATE_RULES
     if cfg.dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {cfg.dataset!r}")
     engine = getattr(cfg, "engine", "numpy")
     if engine not in ENGINE_CHOICES:
         raise ValueError(f"engine must be one of {', '.join(ENGINE_CHOICES)}, got {engine!r}")
+    rule = getattr(cfg, "update_rule", "sgd")
+    if rule not in UPDATE_RULES:
+        raise ValueError(f"update_rule must be one of {', '.join(UPDATE_RULES)}, got {rule!r}")
     seeds = cfg.seeds
     if (not isinstance(seeds, tuple) or not seeds
-            or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds)):
-        raise ValueError(f"seeds must be a non-empty tuple of integers >= 0, got {seeds!r}")
+            or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s <= MAX_SEED
+                   for s in seeds)):
+        raise ValueError(f"seeds must be a non-empty tuple of integers in 0..{MAX_SEED} (2**63-1), got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct, got {seeds!r}")
 
