@@ -1,4 +1,4 @@
-"""How close normlab.budget's estimates are: one run of each kind the course
+"""How close normlab.lab.budget's estimates are: one run of each kind the course
 recipes train, executed here with one BLAS thread, beside its estimate.
 
     python benchmarks/budget_calibration.py [--quick]
@@ -22,7 +22,7 @@ import time  # noqa: E402
 
 
 def _measure(spec_dict, queue):
-    from normlab.experiments.base import RunSpec, execute
+    from normlab.lab.runs import RunSpec, execute
     t0 = time.perf_counter()
     result = execute(RunSpec.from_dict(spec_dict))
     queue.put((time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
@@ -33,7 +33,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the --quick recipes' runs (seconds)")
     args = parser.parse_args()
-    from normlab.budget import _bytes, run_cost
+    from normlab.lab.budget import _bytes, run_cost
     from normlab.reproduce import plan
 
     picked = {}

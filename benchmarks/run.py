@@ -13,7 +13,7 @@ batch-norm net, batch 50, against the same net, weights and data in PyTorch
 (target < 1x); 5 the seed's six-layer batch-norm training (bn-vs-baseline
 settings: 1000 images of 784, batch 50, Adam 1e-3; synthetic data, 2 epochs)
 by the same Solver on the NumPy engine against the torch engine
-(``normlab.torch_engine``: torch.nn forward and autograd backward, same
+(``normlab.engines.pytorch``: torch.nn forward and autograd backward, same
 update rule and batches), target <= 1x. Ratios are normlab / reference, except speedups
 (reference / normlab), as the target column says.
 
@@ -408,7 +408,7 @@ def engine_training(engine: str, data: dict, epochs: int):
         model = FullyConnectedNet(NET_HIDDEN, input_dim=NET_INPUT, num_classes=NET_CLASSES,
                                   normalization="batchnorm", weight_scale=2e-2, dtype=np.float32, rng_seed=0)
         if engine == "torch":
-            from normlab.torch_engine import TorchModel
+            from normlab.engines.pytorch import TorchModel
             model = TorchModel(model)
         solver = Solver(model, data, update_rule="adam", optim_config={"learning_rate": 1e-3}, batch_size=50,
                         num_epochs=epochs, verbose=False, seed=0)

@@ -19,7 +19,7 @@ BLAS thread variables are pinned to 1 in :func:`main`, before anything here
 imports NumPy (module level imports only the standard library): matrix
 products round differently with different thread counts, and the same run
 must give the same bits whether it trains in this process or in a worker.
-See :func:`normlab.reproduce.pin_blas_threads`.
+See :mod:`normlab._threads`.
 """
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ __all__ = ["main"]
 
 
 def _cmd_gradcheck(args) -> int:
-    from .checkpoint import atomic_write
-    from .gradcheck_suite import format_table, run_checks
+    from ._io import atomic_write
+    from .engines.gradchecks import format_table, run_checks
 
     print("normlab gradient checks: analytic gradients vs float64 finite differences (central; five-point on smooth layers), "
           "random upstream gradients, course test sizes", flush=True)
@@ -105,8 +105,8 @@ class _Reporter:
         self.bar = None
 
     def __call__(self, event, **info):
-        from .budget import describe
-        from .progress import Progress, format_seconds
+        from .lab.budget import describe
+        from .lab.progress import Progress, format_seconds
         if event == "stale":
             self._line(f"normlab: removed {info['path']}, a temporary file left by a killed writer")
         elif event == "sweep":
@@ -152,7 +152,7 @@ class _Reporter:
 
 
 def _finish_outcome(outcome) -> int:
-    from .progress import format_seconds
+    from .lab.progress import format_seconds
     md, page = outcome.report
     print(f"report: {page}\n        {md}")
     print(f"{outcome.total_runs} training runs, {outcome.executed} trained now, "
@@ -184,7 +184,7 @@ def _cmd_list(args) -> int:
 
 def _experiment_parser(name, mod) -> argparse.ArgumentParser:
     """``normlab run NAME``'s options: one per Config field, typed like the field."""
-    from .report import format_value
+    from .lab.report import format_value
     from .reproduce import metavar
     p = argparse.ArgumentParser(prog=f"normlab run {name}", allow_abbrev=False,
                                 description=f"{mod.TITLE}. {mod.QUESTION}",
@@ -233,15 +233,15 @@ def _run_overrides(parser, run_parser, args, extras) -> dict:
 def _require_torch_installed(engine) -> None:
     """ValueError (one line, exit 1) before anything is written when the torch engine lacks torch."""
     if engine in ("torch", "both"):
-        from .torch_engine import TORCH_MISSING, torch_available
+        from .engines.pytorch import TORCH_MISSING, torch_available
         if not torch_available():
             raise ValueError(TORCH_MISSING)
 
 
 def _cmd_crosscheck(args) -> int:
     _require_torch_installed("torch")
-    from .checkpoint import atomic_write
-    from .crosscheck import format_report, run_crosscheck
+    from ._io import atomic_write
+    from .engines.crosscheck import format_report, run_crosscheck
 
     print(f"normlab crosscheck: NumPy engine vs torch engine, same start, same batches, "
           f"{args.steps} steps (float64 must agree to {args.tolerance:g}; float32 drift is measured)",
@@ -400,7 +400,7 @@ def _sweep_options(p, default_out):
                    help="run the training runs on a Dask scheduler (e.g. tcp://host:8786)")
     p.add_argument("--yes", action="store_true",
                    help="start even when the sweep is estimated to need more than 80%% of the available "
-                        "memory or more than 12 hours (normlab.budget)")
+                        "memory or more than 12 hours (normlab.lab.budget)")
 
 
 def _parse(argv):
@@ -425,7 +425,7 @@ def _parse(argv):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .reproduce import pin_blas_threads
+    from ._threads import pin_blas_threads
     pin_blas_threads()      # before NumPy is first imported (see the module docstring)
     args = _parse(argv)
     previous = _handle_sigterm()

@@ -10,11 +10,11 @@ from typing import NamedTuple, Any
 
 import numpy as np
 
-from .basic import affine_backward, affine_forward, relu_backward, relu_forward
-from .batchnorm import batchnorm_after_bias, batchnorm_backward_alt, spatial_batchnorm_backward
-from .conv import conv_backward_fast, conv_forward_fast
-from .norms import layernorm_backward, layernorm_forward
-from .pool import max_pool_backward_fast, max_pool_forward_fast
+from .nn.basic import affine_backward, affine_forward, relu_backward, relu_forward
+from .nn.norm.batchnorm import batchnorm_after_bias, batchnorm_backward_alt, spatial_batchnorm_backward
+from .nn.conv import conv_backward_fast, conv_forward_fast
+from .nn.norm.group import layernorm_backward, layernorm_forward
+from .nn.pool import max_pool_backward_fast, max_pool_forward_fast
 
 __all__ = [
     "affine_relu_forward", "affine_relu_backward",

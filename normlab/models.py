@@ -1,5 +1,5 @@
 """The course's models: ``FullyConnectedNet`` and ``ThreeLayerConvNet``."""
-from .cnn import ThreeLayerConvNet
-from .fc_net import NORMALIZATIONS, FullyConnectedNet
+from .nets.cnn import ThreeLayerConvNet
+from .nets.fc import NORMALIZATIONS, FullyConnectedNet
 
 __all__ = ["FullyConnectedNet", "ThreeLayerConvNet", "NORMALIZATIONS"]

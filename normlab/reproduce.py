@@ -37,34 +37,17 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .rundir import LOCK_FILE, PROBE_PREFIX, RunDirError, RunDirLock, remove_stale_temporaries
+from ._threads import available_cpus, pin_blas_threads
+from .lab.rundir import LOCK_FILE, PROBE_PREFIX, RunDirError, RunDirLock, remove_stale_temporaries
 
-__all__ = ["reproduce", "rebuild", "plan", "Plan", "Outcome", "RunDirError", "pin_blas_threads",
-           "BLAS_THREAD_VARS", "default_jobs", "config_to_dict", "config_from_dict", "coerce_overrides",
+__all__ = ["reproduce", "rebuild", "plan", "Plan", "Outcome", "RunDirError",
+           "config_to_dict", "config_from_dict", "coerce_overrides",
            "recipes", "recipe"]
 
-BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 CONFIG_FILE = "config.json"
 STORE_FILE = "runs.sqlite"
 METRICS_FILE = "metrics.json"
 CONFIG_FORMAT = "normlab-run-dir"
-
-
-def pin_blas_threads() -> bool:
-    """Set every BLAS/OpenMP thread variable to 1; True when it can still take
-    effect in this process (NumPy not imported yet). Child processes inherit it."""
-    for var in BLAS_THREAD_VARS:
-        os.environ[var] = "1"
-    return "numpy" not in sys.modules
-
-
-def default_jobs() -> int:
-    """The CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 # ---------------------------------------------------------------- recipes and configs
@@ -311,7 +294,7 @@ def _load_config(run_dir: Path) -> dict:
 
 
 def _write_json(path: Path, obj) -> None:
-    from .store import write_json_atomic       # strict JSON (NaN -> null), temp file + rename
+    from ._io import write_json_atomic       # strict JSON (NaN -> null), temp file + rename
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, obj)
 
@@ -371,7 +354,7 @@ class Outcome:
 
 
 def _open_store(out: Path, create: bool = True):
-    from .store import RunStore
+    from .lab.store import RunStore
     return RunStore(out / STORE_FILE, create=create)
 
 
@@ -385,7 +368,7 @@ def reproduce(out_dir, names=None, quick=False, jobs=None, resume=False, schedul
     for every recipe that trains nets (default: each recipe's own);
     ``progress``: a callable ``(event, **info)`` (see
     :func:`_progress_adapter`) or None; ``yes``: run even when the estimated
-    memory or time of the sweep exceeds the bounds of :mod:`normlab.budget`.
+    memory or time of the sweep exceeds the bounds of :mod:`normlab.lab.budget`.
     With ``resume=True`` the directory must hold an earlier run's
     ``config.json``; its configurations are reused (``names``, ``quick``,
     ``overrides`` and ``engine`` must then be left out) and only unfinished
@@ -396,7 +379,7 @@ def reproduce(out_dir, names=None, quick=False, jobs=None, resume=False, schedul
     options, the dataset and each run's sizes against it, the estimated memory
     and time, the scheduler's reachability, that the directory is writable and
     (without ``resume``) empty. The directory is then locked for the whole call
-    (:class:`~normlab.rundir.RunDirLock`); a second writer gets RunDirBusy. A
+    (:class:`~normlab.lab.rundir.RunDirLock`); a second writer gets RunDirBusy. A
     new directory that fails before any run is stored is removed again, so a
     retry can use it.
 
@@ -407,7 +390,7 @@ def reproduce(out_dir, names=None, quick=False, jobs=None, resume=False, schedul
     """
     t0 = time.perf_counter()
     out = Path(os.path.expanduser(os.fspath(out_dir)))
-    jobs = default_jobs() if jobs is None else int(jobs)
+    jobs = available_cpus() if jobs is None else int(jobs)
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     say = progress or (lambda event, **info: None)
@@ -424,7 +407,7 @@ def reproduce(out_dir, names=None, quick=False, jobs=None, resume=False, schedul
     datasets = _check_datasets(plans)
     estimate = _check_budget(plans, jobs, scheduler, yes)
     if scheduler is not None:
-        from .sweep import check_scheduler
+        from .lab.sweep import check_scheduler
         check_scheduler(scheduler)
     created = not out.exists()
     _writable(out)
@@ -492,8 +475,8 @@ def _reproduce_locked(out, plans, stored, datasets, quick, jobs, scheduler, say,
 
 
 def _check_budget(plans, jobs, scheduler, yes):
-    """The sweep's estimated cost (:mod:`normlab.budget`); ValueError past its bounds unless ``yes``."""
-    from .budget import check, estimate
+    """The sweep's estimated cost (:mod:`normlab.lab.budget`); ValueError past its bounds unless ``yes``."""
+    from .lab.budget import check, estimate
     est = estimate([s for p in plans for s in p.specs], jobs=1 if scheduler else jobs)
     if not yes:
         check(est, local=scheduler is None)
@@ -536,7 +519,7 @@ def _remove_dir_if_empty(out: Path) -> None:
 def _sweep(out: Path, specs: dict, jobs: int, scheduler, say, estimate=None, restore=False):
     """Train what the store lacks; return ({spec_hash: RunResult}, {spec_hash: DamagedRow}, runs trained now).
     ``restore``: first put back, from the run histories, finished runs the store has no row of."""
-    from .store import DONE_STATUSES
+    from .lab.store import DONE_STATUSES
     with _open_store(out) as store:
         restored = _restore_from_histories(out, store, specs) if restore else []
         results, damaged = store.load(specs)
@@ -544,7 +527,7 @@ def _sweep(out: Path, specs: dict, jobs: int, scheduler, say, estimate=None, res
         say("sweep", total=len(specs), todo=todo, jobs=jobs, scheduler=scheduler, estimate=estimate,
             damaged=[d.run for d in damaged.values()], restored=restored)
         if todo:
-            from .sweep import run_sweep
+            from .lab.sweep import run_sweep
             run_sweep(list(specs.values()), store, jobs=jobs, scheduler=scheduler,
                       progress=lambda d, t, spec, res: say("run", done=d, total=t, spec=spec, result=res))
             results, damaged = store.load(specs)
@@ -554,8 +537,8 @@ def _sweep(out: Path, specs: dict, jobs: int, scheduler, say, estimate=None, res
 def _restore_from_histories(out: Path, store, specs: dict) -> list:
     """Put back into ``store`` the finished (or diverged) runs that have a valid history
     file but no row (a store emptied or replaced); returns their names."""
-    from .experiments.base import RunResult, RunSpec
-    from .store import DONE_STATUSES
+    from .lab.runs import RunResult, RunSpec
+    from .lab.store import DONE_STATUSES
     present = {h for (h,) in store._read("SELECT spec_hash FROM runs")}
     restored = []
     for h, spec in specs.items():
@@ -614,7 +597,7 @@ def rebuild(run_dir, progress=None, jobs=None) -> Outcome:
                               f"restores them")
         for tmp in remove_stale_temporaries(out):
             say("stale", path=tmp)
-        analyses = _Analyses(out, plans, default_jobs() if jobs is None else int(jobs))
+        analyses = _Analyses(out, plans, available_cpus() if jobs is None else int(jobs))
         try:
             outcome = _finish(out, plans, results, stored, progress=say, analyses=analyses, damaged=damaged,
                               extra_meta={"executed": "0 (report rebuilt from the run store)"})
@@ -626,7 +609,7 @@ def rebuild(run_dir, progress=None, jobs=None) -> Outcome:
 
 
 def _code_version() -> str:
-    from .experiments.base import code_version
+    from .lab.runs import code_version
     return code_version()
 
 
@@ -639,7 +622,7 @@ def _pin_child(parent_pid: int) -> None:
     the parent (SIGKILL included: nothing is written into the run directory after it)
     and leave Ctrl-C to it."""
     import signal
-    from .sweep import die_with_parent
+    from .lab.sweep import die_with_parent
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     pin_blas_threads()
@@ -679,15 +662,16 @@ class _Analyses:
         if self.pool is not None:
             for p in self.plans:
                 if not p.specs:
-                    self._submit(p, {})
+                    from .lab.runs import recipe_results
+                    self._submit(p, recipe_results([], {}))
 
     def _submit(self, p, by_name):
         self.futures[p.name] = self.pool.submit(_analyze_one, p.module.__name__, p.config, by_name, self.out / p.name)
 
     def collect(self, results: dict, problems: list, progress) -> list:
-        from .experiments.base import Section
-        by_plan = {p.name: {s.name: results[s.spec_hash] for s in p.specs if s.spec_hash in results}
-                   for p in self.plans}
+        from .lab.runs import Section
+        from .lab.runs import recipe_results
+        by_plan = {p.name: recipe_results(p.specs, results) for p in self.plans}
         if self.pool is not None:
             for p in self.plans:
                 if p.name not in self.futures:
@@ -728,14 +712,14 @@ class _Analyses:
 
 
 def _seconds(s: float) -> str:
-    from .progress import format_seconds
+    from .lab.progress import format_seconds
     return format_seconds(s) + " (training and analysis)"
 
 
 def _finish(out: Path, plans: list, results: dict, config: dict, progress, analyses: "_Analyses",
             extra_meta=None, damaged=None) -> Outcome:
     """Per-run histories, each recipe's analysis, metrics.json and the report."""
-    from .report import write_report
+    from .lab.report import write_report
 
     problems, failed = [], []
     for row in (damaged or {}).values():

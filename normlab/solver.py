@@ -31,7 +31,7 @@ Differences from the course Solver (the public names are the same):
   running statistics included.
 * Divergence ends training cleanly (see :meth:`Solver.train`).
 * ``checkpoint_name`` writes an npz + json pair after every epoch (see
-  :mod:`normlab.checkpoint`); :meth:`Solver.from_checkpoint` resumes and
+  :mod:`normlab.train.checkpoint`); :meth:`Solver.from_checkpoint` resumes and
   reproduces the uninterrupted run bit for bit.
 * Unknown options raise ``ValueError``, and so do bad data (see :class:`Solver`).
 """
@@ -42,9 +42,9 @@ import os
 
 import numpy as np
 
-from . import checkpoint as ckpt
+from .train import checkpoint as ckpt
 from . import optim
-from ._checks import NonFiniteError, require_class_indices, require_finite_data
+from .nn._checks import NonFiniteError, require_class_indices, require_finite_data
 
 __all__ = ["Solver"]
 

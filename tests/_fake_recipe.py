@@ -10,7 +10,7 @@ import sys
 import types
 from dataclasses import dataclass
 
-from normlab.experiments.base import RunSpec, Section
+from normlab.lab.runs import RunSpec, Section
 
 NAME = "fake"
 TITLE = "A fake experiment"

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from normlab.cli import main
-from normlab.gradcheck_suite import CheckResult, format_table, run_checks
+from normlab.engines.gradchecks import CheckResult, format_table, run_checks
 
 
 def test_layer_checks_all_within_course_bounds():
@@ -59,7 +59,7 @@ def test_console_script_help():
 
 
 def test_dropout_net_checks_hold_the_mask_fixed():
-    from normlab.gradcheck_suite import dropout_net_checks
+    from normlab.engines.gradchecks import dropout_net_checks
     import numpy as np
     rng = np.random.default_rng(0)
     rows = dropout_net_checks(rng.standard_normal((2, 15)), rng.integers(10, size=2), rng_seed=5)

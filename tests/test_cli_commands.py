@@ -115,8 +115,7 @@ def test_user_errors_are_one_line(recipe, tmp_path, capsys):
 
 
 def test_unusable_scheduler_is_one_line(recipe, tmp_path, capsys, monkeypatch):
-    import normlab.sweep as sweep
-
+    import normlab.lab.sweep as sweep
     def unreachable(address):
         raise RuntimeError(f"cannot reach the Dask scheduler at {address}: timed out; drop --scheduler")
     monkeypatch.setattr(sweep, "check_scheduler", unreachable)

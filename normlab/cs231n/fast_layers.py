@@ -6,8 +6,8 @@ implementation (``im2col`` + BLAS for convolution, strided views for pooling),
 which gives the same numbers as the naive loops. A cache from any of the
 forward names goes to any of the matching backward names.
 """
-from ..conv import conv_backward_fast, conv_forward_fast
-from ..pool import max_pool_backward_fast, max_pool_forward_fast
+from ..nn.conv import conv_backward_fast, conv_forward_fast
+from ..nn.pool import max_pool_backward_fast, max_pool_forward_fast
 
 conv_forward_im2col = conv_forward_strides = conv_forward_fast
 conv_backward_im2col = conv_backward_strides = conv_backward_fast

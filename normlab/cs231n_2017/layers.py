@@ -3,7 +3,7 @@ DROP probability (``normlab.faces.dropout``, CS231n 2017's mask)."""
 from ..cs231n.layers import *  # noqa: F401,F403
 from ..cs231n.layers import __all__  # noqa: F401
 from ..faces.dropout import drop_dropout_forward as _drop_dropout_forward
-from ..losses import softmax_loss_log_probs as softmax_loss  # noqa: F401  (the template's order)
+from ..nn.losses import softmax_loss_log_probs as softmax_loss  # noqa: F401  (the template's order)
 
 
 def dropout_forward(x, dropout_param):

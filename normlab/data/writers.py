@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import atomic_write
+from .._io import atomic_write
 from .idx import IMAGES_MAGIC, LABELS_MAGIC
 
 __all__ = ["idx_bytes", "write_idx", "write_cifar_bin_batch"]

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import figures
-from .base import RunSpec, Section
+from ..lab import figures
+from ..lab.runs import RunSpec, Section
 from .summarize import check_common, config_dict, positive
 
 NAME = "bn-backward-speed"

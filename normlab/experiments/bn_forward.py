@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import figures
-from .base import RunSpec, Section
+from ..lab import figures
+from ..lab.runs import RunSpec, Section
 from .summarize import check_common, config_dict, fmt, positive
 
 NAME = "bn-forward"

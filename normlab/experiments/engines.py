@@ -1,6 +1,6 @@
 """crosscheck: do the NumPy engine and the torch engine (``torch.nn`` modules) agree?
 
-No training runs: computed in analyze with ``normlab.crosscheck`` (small
+No training runs: computed in analyze with ``normlab.engines.crosscheck`` (small
 synthetic data, the seed nets, ``steps`` updates on both engines from the same
 start on the same batches). float64 must agree to ``tolerance``; float32 drift
 is measured. A control with the momentum convention left unmapped must be
@@ -14,8 +14,8 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import figures
-from .base import RunSpec, Section
+from ..lab import figures
+from ..lab.runs import RunSpec, Section
 from .summarize import check_common, config_dict, fmt, positive
 
 NAME = "crosscheck"
@@ -46,11 +46,11 @@ def runs(cfg: Config) -> list[RunSpec]:
 
 
 def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
-    from ..torch_engine import TORCH_MISSING, torch_available
+    from ..engines.pytorch import TORCH_MISSING, torch_available
     if not torch_available():
         return Section(NAME, TITLE, QUESTION, f"Not measured: {TORCH_MISSING}.", config_dict(cfg),
                        {"skipped": TORCH_MISSING})
-    from ..crosscheck import MEASURES, run_crosscheck
+    from ..engines.crosscheck import MEASURES, run_crosscheck
     reports = [run_crosscheck(steps=cfg.steps, seed=s, tolerance=cfg.tolerance) for s in cfg.seeds]
     rows = [r for rep in reports for r in rep["rows"]]
     f64 = max(rep["float64_max"] for rep in reports)

@@ -1,6 +1,6 @@
 """gradcheck: every layer's and net's analytic gradients against finite
 differences, beside the relative errors the course notebooks say to expect
-(the table of :mod:`normlab.gradcheck_suite`).
+(the table of :mod:`normlab.engines.gradchecks`).
 
 No training runs: computed in analyze, once per seed (different random
 inputs); a row's error is its largest over the seeds. Figure: one line per
@@ -12,8 +12,8 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import figures
-from .base import RunSpec, Section
+from ..lab import figures
+from ..lab.runs import RunSpec, Section
 from .summarize import check_common, config_dict
 
 NAME = "gradcheck"
@@ -48,7 +48,7 @@ def runs(cfg: Config) -> list[RunSpec]:
 def analyze(cfg: Config, results: dict, out_dir: Path, checks=None) -> Section:
     """``checks(seed, nets) -> list[CheckResult]`` defaults to the suite's ``run_checks``."""
     if checks is None:
-        from ..gradcheck_suite import run_checks as checks
+        from ..engines.gradchecks import run_checks as checks
     worst = {}
     for seed in cfg.seeds:
         for r in checks(seed, cfg.nets):

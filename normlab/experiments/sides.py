@@ -7,7 +7,7 @@ them into the runs of ``cfg.engine``:
 - ``"both"``: the NumPy runs, then each again on the torch engine under the
   name ``torch/<name>`` (the same net in ``torch.nn``, the same start copied
   from the NumPy initialisation, the same batches and schedule; see
-  ``normlab.torch_engine``).
+  ``normlab.engines.pytorch``).
 
 ``analyze`` undoes it with :func:`split` (``{engine: {name: result}}``, the
 prefix removed, so each engine's results look like a one-engine run) and
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .base import ENGINE_CHOICES as CHOICES
+from ..lab.runs import ENGINE_CHOICES as CHOICES
 from .summarize import Spread, fmt
 
 __all__ = ["CHOICES", "PREFIX", "LINESTYLE", "HATCH", "LONG", "default_engine", "variants", "expand", "split", "tag",

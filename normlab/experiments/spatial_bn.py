@@ -14,9 +14,9 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import figures
+from ..lab import figures
 from . import sides
-from .base import RunSpec, Section
+from ..lab.runs import RunSpec, Section
 from .summarize import (best_val, check_common, compare, config_dict, final_loss, group, positive, problems_sentence,
                         spread, status_text)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .base import DATASETS, ENGINE_CHOICES, MAX_SEED, RunResult
+from ..lab.runs import DATASETS, ENGINE_CHOICES, MAX_SEED, RunResult
 
 __all__ = ["Spread", "spread", "group", "best_val", "best_train", "final_loss", "status_text",
            "problems_sentence", "compare", "times", "check_common", "class_names", "config_dict", "fmt", "positive",

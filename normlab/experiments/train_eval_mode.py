@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import figures
+from ..lab import figures
 from . import sides
-from .base import RunSpec, Section
+from ..lab.runs import RunSpec, Section
 from .summarize import (check_common, class_names, compare, config_dict, fmt, group, positive, positive_tuple,
                         problems_sentence, spread, status_text)
 

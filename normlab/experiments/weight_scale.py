@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import figures
+from ..lab import figures
 from . import sides
-from .base import RunSpec, Section
+from ..lab.runs import RunSpec, Section
 from .summarize import (best_train, best_val, check_common, config_dict, final_loss, fmt, positive, positive_tuple,
                         problems_sentence, spread, status_text, times)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..basic import DropoutCache, dropout_args, dropout_backward, dropout_uniforms, inverted_dropout
+from ..nn.basic import DropoutCache, dropout_args, dropout_backward, dropout_uniforms, inverted_dropout
 
 __all__ = ["drop_dropout_forward", "dropout_backward", "probability", "KEEP_RULES"]
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..cnn import ThreeLayerConvNet
-from ..fc_net import FullyConnectedNet
-from ..losses import softmax_loss_log_probs
+from ..nets.cnn import ThreeLayerConvNet
+from ..nets.fc import FullyConnectedNet
+from ..nn.losses import softmax_loss_log_probs
 from .dropout import drop_dropout_forward, probability
 
 #: The loss of the CS231n templates that give students ``softmax_loss`` (2017-2020):

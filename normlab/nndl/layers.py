@@ -1,9 +1,9 @@
 """``nndl.layers``: affine, ReLU, batch norm, dropout and the losses (normlab's), with
 ``dropout_forward`` taking the DROP probability (``normlab.faces.dropout``, nndl's mask)."""
-from ..basic import affine_backward, affine_forward, dropout_backward, relu_backward, relu_forward
-from ..batchnorm import batchnorm_backward, batchnorm_backward_alt, batchnorm_forward
+from ..nn.basic import affine_backward, affine_forward, dropout_backward, relu_backward, relu_forward
+from ..nn.norm.batchnorm import batchnorm_backward, batchnorm_backward_alt, batchnorm_forward
 from ..faces.dropout import drop_dropout_forward as _drop_dropout_forward
-from ..losses import softmax_loss, svm_loss
+from ..nn.losses import softmax_loss, svm_loss
 
 
 def dropout_forward(x, dropout_param):

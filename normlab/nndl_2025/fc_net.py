@@ -11,7 +11,7 @@ layers are exported too.
 """
 import numpy as np
 
-from ..fc_net import FullyConnectedNet as _Core
+from ..nets.fc import FullyConnectedNet as _Core
 from .layer_utils import *  # noqa: F401,F403
 from .layer_utils import __all__ as _layers
 

@@ -5,7 +5,7 @@ dtype=np.float32, seed=None)``, normlab's own (``normlab.models``).
 As the course's module, it also exports the layers and sandwich layers: the
 notebooks call ``affine_forward`` and friends after ``from ...fc_net import *``.
 """
-from ...fc_net import FullyConnectedNet
+from ...nets.fc import FullyConnectedNet
 from ..layer_utils import *  # noqa: F401,F403
 from ..layer_utils import __all__ as _layers
 

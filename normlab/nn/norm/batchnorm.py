@@ -1,0 +1,358 @@
+"""Batch normalization (Ioffe & Szegedy 2015) and its spatial variant.
+
+Train mode, over the m entries of each feature (the batch; and H, W for spatial):
+
+    mu = mean(x),  var = mean((x - mu)^2)          biased variance, as in the paper
+    x_hat = (x - mu) / sqrt(var + eps)
+    out = gamma * x_hat + beta
+
+Test mode uses the running statistics instead of mu and var.
+
+Running statistics: two conventions, chosen per layer by ``BatchNormConfig``.
+
+- ``'course'`` (default, CS231n): ``running = momentum * running + (1 - momentum) * batch``,
+  momentum 0.9 weights the OLD value, biased variance, running mean and var start at 0.
+- ``'torch'`` (PyTorch / the paper): ``running = (1 - momentum) * running + momentum * batch``,
+  momentum 0.1 weights the NEW batch, unbiased variance ``var * m / (m - 1)``,
+  running mean starts at 0 and running var at 1.
+
+The statistics and passes are those of the normalization core
+(``normalization.py``), run by the cache-blocked kernels of ``_blocked.py``
+because batch norm is memory-bound. The core is functional: running statistics come in as a ``RunningStats`` and a
+new one goes out; nothing is mutated. ``batchnorm_forward`` and friends are the
+course's ``bn_param``-dict adapters over it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from ._kernels import affine_pass, backward_pass, grad_sums, moments
+from .._checks import as_float_array, param_vector, require_finite_stats, require_mode, require_ndim
+from .core import reduced_size
+
+__all__ = [
+    "BatchNormConfig", "RunningStats", "BatchNormCache",
+    "batchnorm_train", "batchnorm_eval", "batchnorm_backward_staged", "batchnorm_backward_closed",
+    "batchnorm_forward", "batchnorm_backward", "batchnorm_backward_alt",
+    "spatial_batchnorm_forward", "spatial_batchnorm_backward", "batchnorm_after_bias",
+]
+
+CONVENTIONS = ("course", "torch")
+_DEFAULT_MOMENTUM = {"course": 0.9, "torch": 0.1}
+
+
+@dataclass(frozen=True)
+class BatchNormConfig:
+    """Hyperparameters of one batch-norm layer (see the module docstring for conventions)."""
+    eps: float = 1e-5
+    momentum: float | None = None      # None: 0.9 for 'course', 0.1 for 'torch'
+    convention: str = "course"
+
+    def __post_init__(self):
+        if self.convention not in CONVENTIONS:
+            raise ValueError(f"unknown batch-norm convention {self.convention!r}; "
+                             f"expected 'course' (CS231n) or 'torch' (PyTorch)")
+        if self.momentum is None:
+            object.__setattr__(self, "momentum", _DEFAULT_MOMENTUM[self.convention])
+        if not 0.0 <= float(self.momentum) <= 1.0:
+            raise ValueError(f"momentum must lie in [0, 1], got {self.momentum}")
+        if not float(self.eps) > 0.0:
+            raise ValueError(f"eps must be positive, got {self.eps}")
+
+    @property
+    def new_weight(self) -> float:
+        """Weight of the current batch in the running average."""
+        return 1.0 - self.momentum if self.convention == "course" else self.momentum
+
+
+class RunningStats(NamedTuple):
+    """Running mean and variance, each of shape (C,)."""
+    mean: np.ndarray
+    var: np.ndarray
+
+    @classmethod
+    def initial(cls, num_features: int, dtype, config: BatchNormConfig) -> "RunningStats":
+        var0 = np.zeros if config.convention == "course" else np.ones
+        return cls(np.zeros(num_features, dtype=dtype), var0(num_features, dtype=dtype))
+
+
+class BatchNormCache(NamedTuple):
+    """Everything both backward passes need. Statistics are per channel, shape (C,).
+
+    ``x_hat`` is recomputed on demand rather than stored: the closed-form
+    backward rebuilds it block by block in cache, which is cheaper than
+    writing and re-reading a second array the size of x.
+    """
+    x: np.ndarray             # the input as given
+    mean: np.ndarray          # (C,): batch mean (train) or running mean (test)
+    var: np.ndarray           # (C,): biased batch variance (train) or running variance (test)
+    inv_std: np.ndarray       # (C,): 1 / sqrt(var + eps)
+    gamma: np.ndarray         # (C,)
+    eps: float
+    axes: tuple[int, ...]     # the reduced axes of x: (0,) or (0, 2, 3)
+    batch_stats: bool         # True in train mode: the statistics depend on x
+    param_shape: tuple[int, ...]  # gamma's shape as given, for dgamma / dbeta
+
+    @property
+    def x_hat(self) -> np.ndarray:
+        """(x - mean) * inv_std, with x's shape."""
+        return (self.x - _keep(self.mean, self)) * _keep(self.inv_std, self)
+
+
+def _keep(v, c: BatchNormCache):
+    """A (C,) statistic in keepdims shape for broadcasting against x."""
+    return v if c.x.ndim == 2 else v.reshape(1, -1, 1, 1)
+
+
+def _view(x: np.ndarray) -> np.ndarray:
+    """x as (N, D) or (N, C, H*W): the layouts the blocked kernels reduce over."""
+    x = np.ascontiguousarray(x)
+    return x if x.ndim == 2 else x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def _prepare(x, gamma, beta, axes):
+    x = as_float_array(x, "x")
+    require_ndim(x, 2 if axes == (0,) else 4, "input x", "(N, D)" if axes == (0,) else "(N, C, H, W)")
+    c = x.shape[1]
+    g = param_vector(gamma, c, "gamma", x.dtype)
+    b = param_vector(beta, c, "beta", x.dtype)
+    return x, g, b, np.shape(gamma)
+
+
+def batchnorm_train(x, gamma, beta, stats: RunningStats | None, config: BatchNormConfig,
+                    axes: tuple[int, ...] = (0,), offset=None):
+    """Train-mode batch norm; returns ``(out, new_stats, cache)``.
+
+    x: (N, C) with axes (0,), or (N, C, H, W) with axes (0, 2, 3).
+    gamma, beta: (C,) (or any shape with C entries, e.g. (1, C, 1, 1)).
+    offset: None, or a per-channel bias (C,) that the layer before added: the
+    layer's input is then ``x + offset``. The centering cancels it exactly,
+    so it is never added to x: the output and the cache are those of x, and
+    only the batch mean that enters the running mean includes it. In exact
+    arithmetic nothing changes; in floating point the output no longer
+    carries the rounding of ``x + offset``, so finite differences of that
+    bias (whose true gradient is 0) read exactly 0 instead of rounding noise.
+    Raises ValueError when each channel has a single value (m == 1: the
+    variance is 0 and the output carries no information), and NonFiniteError
+    on NaN/inf input; the running statistics are untouched in both cases.
+    """
+    x, g, b, param_shape = _prepare(x, gamma, beta, axes)
+    m = reduced_size(x.shape, axes)
+    if m < 2:
+        raise ValueError(f"expected more than 1 value per channel when training, got input shape "
+                         f"{x.shape}; use a batch of at least 2 or mode='test'")
+    v = _view(x)
+    mean, var = moments(v)
+    require_finite_stats(mean, var, where="batchnorm")
+    inv_std = 1.0 / np.sqrt(var + np.asarray(config.eps, dtype=x.dtype))
+    out = affine_pass(v, mean, inv_std * g, b).reshape(x.shape)
+    if stats is None:
+        stats = RunningStats.initial(x.shape[1], x.dtype, config)
+    batch_mean = mean if offset is None else mean + param_vector(offset, x.shape[1], "offset", x.dtype)
+    batch_var = var * (m / (m - 1)) if config.convention == "torch" else var
+    w = config.new_weight
+    new_stats = RunningStats(((1 - w) * stats.mean + w * batch_mean).astype(x.dtype, copy=False),
+                             ((1 - w) * stats.var + w * batch_var).astype(x.dtype, copy=False))
+    cache = BatchNormCache(x, mean, var, inv_std, g, config.eps, axes, True, param_shape)
+    return out, new_stats, cache
+
+
+def batchnorm_eval(x, gamma, beta, stats: RunningStats | None, config: BatchNormConfig,
+                   axes: tuple[int, ...] = (0,)):
+    """Test-mode batch norm with the running statistics; returns ``(out, cache)``.
+
+    Without running statistics (a layer never trained) the initial ones of
+    the convention are used.
+    """
+    x, g, b, param_shape = _prepare(x, gamma, beta, axes)
+    if stats is None:
+        stats = RunningStats.initial(x.shape[1], x.dtype, config)
+    mean = np.asarray(stats.mean, dtype=x.dtype)
+    var = np.asarray(stats.var, dtype=x.dtype)
+    inv_std = 1.0 / np.sqrt(var + np.asarray(config.eps, dtype=x.dtype))
+    out = affine_pass(_view(x), mean, inv_std * g, b).reshape(x.shape)
+    return out, BatchNormCache(x, mean, var, inv_std, g, config.eps, axes, False, param_shape)
+
+
+def batchnorm_backward_staged(dout, cache: BatchNormCache):
+    """Backward through the forward graph, one node at a time (the course's staged version).
+
+    Graph: mu = mean(x); xc = x - mu; var = mean(xc^2); inv = 1/sqrt(var + eps);
+    x_hat = xc * inv; out = gamma * x_hat + beta. Returns ``(dx, dgamma, dbeta)``.
+    """
+    c = cache
+    m = reduced_size(c.x.shape, c.axes)
+    mu, inv, gamma = _keep(c.mean, c), _keep(c.inv_std, c), _keep(c.gamma, c)
+    xc = c.x - mu
+    # out = gamma * x_hat + beta: dbeta = sum(dout), dgamma = sum(dout * x_hat), summed
+    # as the closed form sums them, so the two backward passes agree on them exactly
+    dbeta, s1, _ = grad_sums(_view(np.asarray(dout, dtype=c.x.dtype)), _view(c.x), c.mean)
+    dgamma = s1 * c.inv_std
+    dx_hat = dout * gamma
+    if not c.batch_stats:                                        # mu, inv are constants in test mode
+        return _finish(dx_hat * inv, dgamma, dbeta, c)
+    dinv = np.sum(dx_hat * xc, axis=c.axes, keepdims=True)       # x_hat = xc * inv
+    dxc = dx_hat * inv
+    dvar = dinv * (-0.5) * inv ** 3                              # inv = (var + eps)^(-1/2)
+    dxc += xc * (2.0 / m) * dvar                                 # var = mean(xc^2)
+    dmu = -dxc.sum(axis=c.axes, keepdims=True)                   # xc = x - mu
+    dx = dxc + dmu / m                                           # mu = mean(x)
+    return _finish(dx, dgamma, dbeta, c)
+
+
+def batchnorm_backward_closed(dout, cache: BatchNormCache):
+    """Simplified closed form: ``dx = gamma * inv_std * (dout - mean(dout) - x_hat * mean(dout * x_hat))``.
+
+    The two means are the parameter gradients over m (dbeta / m, dgamma / m),
+    so the whole backward is one blocked pass for the sums and one for dx.
+    """
+    c = cache
+    x = _view(c.x)
+    dout = _view(np.asarray(dout, dtype=c.x.dtype))
+    dbeta, s1, residual = grad_sums(dout, x, c.mean)   # s1 = sum(dout * (x - mean))
+    dgamma = s1 * c.inv_std
+    k = c.gamma * c.inv_std
+    if not c.batch_stats:
+        dx = backward_pass(dout, x, c.mean, k, np.zeros_like(k), np.zeros_like(k))
+    else:
+        m = reduced_size(c.x.shape, c.axes)
+        a = -k * c.inv_std * dgamma / m
+        # sum(dx) over the reduced axes is exactly 0 (it is the gradient of a bias
+        # before the norm). residual = sum(x - mean) is 0 too, up to the rounding
+        # of the mean; charging it to the constant term keeps that rounding,
+        # amplified by a, out of the sum (an N=2 batch with var ~ eps otherwise
+        # leaves ~1e-12 where the course's check expects ~1e-16).
+        dx = backward_pass(dout, x, c.mean, k, a, -(k * dbeta + a * residual) / m)
+    return _finish(dx.reshape(c.x.shape), dgamma, dbeta, c)
+
+
+def _finish(dx, dgamma, dbeta, c: BatchNormCache):
+    dx = dx.astype(c.x.dtype, copy=False)
+    return dx, dgamma.reshape(c.param_shape), dbeta.reshape(c.param_shape)
+
+
+# ----------------------------------------------------------------------------
+# Course API: the bn_param dict, updated in place with the new running stats.
+
+_BN_PARAM_KEYS = {"mode", "eps", "momentum", "running_mean", "running_var", "convention"}
+
+
+def _config(bn_param: dict) -> BatchNormConfig:
+    if not isinstance(bn_param, dict):
+        raise TypeError(f"bn_param must be a dict like {{'mode': 'train'}}, got {type(bn_param).__name__}")
+    unknown = set(bn_param) - _BN_PARAM_KEYS
+    if unknown:
+        raise ValueError(f"unknown bn_param keys {sorted(unknown)}; allowed: {sorted(_BN_PARAM_KEYS)}")
+    if "mode" not in bn_param:
+        raise ValueError("bn_param needs a 'mode' key: 'train' or 'test'")
+    require_mode(bn_param["mode"])
+    return BatchNormConfig(eps=bn_param.get("eps", 1e-5), momentum=bn_param.get("momentum"),
+                           convention=bn_param.get("convention", "course"))
+
+
+def _stats(bn_param: dict, num_features: int, dtype, config) -> RunningStats:
+    """The running statistics in bn_param, the convention's initial ones where absent."""
+    init = RunningStats.initial(num_features, dtype, config)
+    stats = RunningStats(np.asarray(bn_param.get("running_mean", init.mean)),
+                         np.asarray(bn_param.get("running_var", init.var)))
+    for name, s in zip(("running_mean", "running_var"), stats):
+        if s.shape != (num_features,):
+            raise ValueError(f"bn_param[{name!r}] has shape {s.shape}, expected ({num_features},) "
+                             f"to match the input's {num_features} features")
+    return stats
+
+
+def _forward(x, gamma, beta, bn_param, axes, bias=None):
+    config = _config(bn_param)
+    x = as_float_array(x, "x")
+    require_ndim(x, {1: 2, 3: 4}[len(axes)], "input x", "(N, D)" if axes == (0,) else "(N, C, H, W)")
+    nfeat = x.shape[1]
+    stats = _stats(bn_param, nfeat, x.dtype, config)
+    if bn_param["mode"] == "train":
+        out, stats, cache = batchnorm_train(x, gamma, beta, stats, config, axes, offset=bias)
+    else:
+        if bias is not None:   # x + bias formed as the layer before would have formed it
+            b = param_vector(bias, nfeat, "bias", x.dtype)
+            x = x + (b if x.ndim == 2 else b.reshape(1, -1, 1, 1))
+        out, cache = batchnorm_eval(x, gamma, beta, stats, config, axes)
+    bn_param["running_mean"], bn_param["running_var"] = stats.mean, stats.var
+    return out, cache
+
+
+def batchnorm_after_bias(x, bias, gamma, beta, bn_param):
+    """Batch norm (or spatial batch norm, for 4-D x) of ``x + bias``, bias per channel (C,).
+
+    What a net computes for ``affine (or conv) with bias -> batch norm``, with x
+    the product before its bias. In train mode the bias is cancelled exactly
+    by the centering and only reaches the running mean (see ``batchnorm_train``'s
+    ``offset``); in test mode ``x + bias`` is normalized with the running
+    statistics. Same bn_param, cache and backward as ``batchnorm_forward``; the
+    bias's gradient is ``dx.sum`` over the reduced axes, as for any bias.
+    """
+    x = as_float_array(x, "x")
+    return _forward(x, gamma, beta, bn_param, (0,) if x.ndim == 2 else (0, 2, 3), bias)
+
+
+def batchnorm_forward(x, gamma, beta, bn_param):
+    """Forward pass for batch normalization.
+
+    Inputs:
+    - x: Data of shape (N, D)
+    - gamma: Scale parameter of shape (D,)
+    - beta: Shift parameter of shape (D,)
+    - bn_param: Dictionary with the following keys:
+      - mode: 'train' or 'test'; required
+      - eps: Constant for numeric stability (default 1e-5)
+      - momentum: Constant for running mean / variance (default 0.9 'course', 0.1 'torch')
+      - running_mean: Array of shape (D,) giving running mean of features
+      - running_var: Array of shape (D,) giving running variance of features
+      - convention: 'course' (default) or 'torch', see the module docstring
+
+    Returns a tuple of:
+    - out: of shape (N, D)
+    - cache: a BatchNormCache for the backward pass
+
+    The running statistics are created on first use and stored back into bn_param.
+    """
+    return _forward(x, gamma, beta, bn_param, (0,))
+
+
+def batchnorm_backward(dout, cache):
+    """Backward pass for batch normalization, staged through the computation graph.
+
+    Inputs: dout, upstream derivatives of shape (N, D); cache from batchnorm_forward.
+    Returns (dx, dgamma, dbeta) of shapes (N, D), (D,), (D,).
+    """
+    return batchnorm_backward_staged(dout, cache)
+
+
+def batchnorm_backward_alt(dout, cache):
+    """Backward pass for batch normalization in simplified closed form.
+
+    Same inputs, cache and results as batchnorm_backward, in fewer passes.
+    """
+    return batchnorm_backward_closed(dout, cache)
+
+
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    """Spatial batch norm: statistics per channel over N, H and W.
+
+    Inputs:
+    - x: Input data of shape (N, C, H, W)
+    - gamma: Scale parameter, of shape (C,)
+    - beta: Shift parameter, of shape (C,)
+    - bn_param: as for batchnorm_forward
+
+    Returns a tuple of:
+    - out: Output data, of shape (N, C, H, W)
+    - cache: Values needed for the backward pass
+    """
+    return _forward(x, gamma, beta, bn_param, (0, 2, 3))
+
+
+def spatial_batchnorm_backward(dout, cache):
+    """Returns (dx, dgamma, dbeta) of shapes (N, C, H, W), (C,), (C,)."""
+    return batchnorm_backward_closed(dout, cache)

@@ -1,0 +1,1 @@
+"""Training internals: checkpoints of a Solver."""
