@@ -1,7 +1,7 @@
 """The course's Solver schedule on normlab's Solver: what ``cs231n.solver`` and
 UCLA's ``nndl`` solver do, so a seeded course cell trains on the same batches.
 
-normlab's :class:`~normlab.solver.Solver` draws each epoch as a permutation from
+normlab's :class:`~normlab.train.solver.Solver` draws each epoch as a permutation from
 its own seeded generator and measures accuracy before the first update. The
 course's loop (CS231n 2017-2022, copied by UCLA) differs, and its printed
 numbers depend on the differences:
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..solver import Solver
+from ..train.solver import Solver
 
 __all__ = ["CourseSolver"]
 

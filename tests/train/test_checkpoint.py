@@ -103,15 +103,16 @@ def test_object_arrays_and_non_json_meta_refused(tmp_path):
 
 
 def test_atomic_write_leaves_old_file_on_error(tmp_path):
+    from normlab._io import atomic_write   # what save_checkpoint writes with
     target = tmp_path / "f.bin"
-    ckpt.atomic_write(target, lambda f: f.write(b"old"))
+    atomic_write(target, lambda f: f.write(b"old"))
 
     def failing(f):
         f.write(b"half")
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        ckpt.atomic_write(target, failing)
+        atomic_write(target, failing)
     assert target.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["f.bin"]
 
