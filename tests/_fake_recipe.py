@@ -46,22 +46,23 @@ def runs(cfg):
         if cfg.fail:
             model_kwargs["no_such_argument"] = 1
         out.append(RunSpec(experiment=NAME, name=f"{norm}/seed=0", model="fc", model_kwargs=model_kwargs,
+                           tags={"net": norm},
                            solver_kwargs={"update_rule": "adam", "optim_config": {"learning_rate": cfg.learning_rate},
                                           "num_epochs": cfg.num_epochs, "batch_size": 50},
                            dataset=cfg.dataset, num_train=cfg.num_train, num_val=100, num_test=100))
     return out
 
 
-def analyze(cfg, results, out_dir):
+def analyze(cfg, done, out_dir):
     fig = out_dir / "fake.png"
     fig.write_bytes(PNG)
-    table = [{"run": k, "status": r.status, "final loss": r.final_loss, "best val acc": r.best_val_acc}
-             for k, r in sorted(results.items())]
-    finished = [r for r in results.values() if r.status == "finished"]
+    table = [{"run": s.name, "status": r.status, "final loss": r.final_loss, "best val acc": r.best_val_acc}
+             for s, r in sorted(done, key=lambda sr: sr[0].name)]
+    finished = [r for r in done.results if r.status == "finished"]
     return Section(name=NAME, title=TITLE, question=QUESTION,
-                   answer=f"{len(finished)} of {len(results)} runs finished.", config={},
+                   answer=f"{len(finished)} of {len(done)} runs finished.", config={},
                    metrics={"finished": len(finished),
-                            "best_val_acc": {k: r.best_val_acc for k, r in results.items()}},
+                            "best_val_acc": {s.name: r.best_val_acc for s, r in done}},
                    table=table, figures=[fig])
 
 

@@ -1,8 +1,10 @@
 """The course's normalization experiments as named, parameterised recipes.
 
-``base`` defines what a training run is (``RunSpec``), what it produces
-(``RunResult``) and how it is executed; ``registry`` maps names to recipes.
+``normlab.lab.runs`` defines what a training run is (``RunSpec``), what it
+produces (``RunResult``) and how a recipe receives its runs (``Runs``);
+``normlab.lab.execute`` runs one; ``registry`` maps names to recipes.
 """
-from ..lab.runs import RunResult, RunSpec, Section, execute
+from ..lab.execute import execute
+from ..lab.runs import RunResult, Runs, RunSpec, Section
 
-__all__ = ["RunSpec", "RunResult", "Section", "execute"]
+__all__ = ["RunSpec", "RunResult", "Runs", "Section", "execute"]

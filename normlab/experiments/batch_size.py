@@ -2,8 +2,8 @@
 (BatchNormalization.ipynb, "Batch normalization and batch size"; "Layer normalization").
 
 Runs: ``baseline/batch=5/seed=S`` (no normalization, the smallest batch) and
-``{batchnorm,layernorm}/batch=B/seed=S`` (with ``engine='both'`` each again on
-the torch engine as ``torch/...``). Figures: one per normalization, train and
+``{batchnorm,layernorm}/batch=B/seed=S``, tagged ``net`` and ``batch`` (with
+both engines each again on the torch engine as ``torch/...``). Figures: one per normalization, train and
 validation accuracy per epoch for every batch size beside the baseline, mean
 over seeds with a min-max band; with both engines, one row per engine.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 
 from ..lab import figures
 from . import sides
-from ..lab.runs import RunSpec, Section
-from .summarize import (best_val, check_common, compare, config_dict, fmt, group, positive, positive_tuple,
-                        problems_sentence, spread, status_text)
+from ..lab.runs import RunSpec, Runs, Section
+from .summarize import (best_val, check_common, compare, fmt, positive, positive_tuple, problems_sentence, spread,
+                        status_text)
 
 NAME = "batch-size"
 TITLE = "Batch normalization, layer normalization and batch size"
@@ -38,8 +38,8 @@ class Config:
     num_train: int = 1000                        # course: 1000 training images
     num_epochs: int = 10                         # course: 10
     norms: tuple[str, ...] = NORMS               # course: batch norm, then layer norm
-    dataset: str = "fashion-mnist"               # or "mnist" / "cifar10" when present
-    engine: str = "numpy"                        # or "torch" (the same nets in torch.nn, normlab[torch]), or "both"
+    dataset: str = "fashion-mnist"               # or "mnist" / "cifar-10" when present
+    engine: str = "numpy"                        # or "torch" (the same nets in torch.nn), "both", "auto" (sides)
     # The course trains one seed; two show the spread. The 7 runs of a seed
     # cost ~35 CPU-seconds (1 BLAS thread; batch 5 dominates with 200 steps an
     # epoch), so 14 runs ~75 s; a third seed would push `normlab reproduce`
@@ -48,6 +48,7 @@ class Config:
 
     def __post_init__(self):
         check_common(self)
+        sides.check(self.engine)
         positive_tuple(self, "hidden_dims", integer=True)
         positive_tuple(self, "batch_sizes", integer=True)
         if len(set(self.batch_sizes)) != len(self.batch_sizes):
@@ -72,6 +73,7 @@ def quick(cfg: Config) -> Config:
 
 def _spec(cfg, label, norm, batch, seed):
     return RunSpec(experiment=NAME, name=f"{label}/batch={batch}/seed={seed}", model="fc",
+                   tags={"net": label, "batch": batch},
                    model_kwargs={"hidden_dims": list(cfg.hidden_dims), "normalization": norm,
                                  "weight_scale": cfg.weight_scale},
                    solver_kwargs={"update_rule": cfg.update_rule, "optim_config": {"learning_rate": cfg.learning_rate},
@@ -97,18 +99,18 @@ def _trend(values: list) -> str:
     return "does not change monotonically with the batch size"
 
 
-def _measure(cfg, results) -> dict:
-    """One engine's numbers: the runs by group label and their spreads."""
-    base = group(results, f"baseline/batch={cfg.baseline_batch_size}")
-    m = {"baseline": base, "base_best": spread([best_val(r) for r in base]),
-         "base_train": spread([r.train_acc_history[-1] if r.status == "finished" else None for r in base]),
+def _measure(cfg, done: Runs) -> dict:
+    """One engine's numbers: its runs per configuration (in seed order) and their spreads."""
+    base = done.where(net="baseline", batch=cfg.baseline_batch_size).by_seed()
+    m = {"baseline": base, "base_best": spread([best_val(r) for r in base.results]),
+         "base_train": spread([r.train_acc_history[-1] if r.status == "finished" else None for r in base.results]),
          "runs": {}, "best": {}, "train": {}}
     for norm in cfg.norms:
         for b in cfg.batch_sizes:
-            rs = group(results, f"{norm}/batch={b}")
-            m["runs"][norm, b] = rs
-            m["best"][norm, b] = spread([best_val(r) for r in rs])
-            m["train"][norm, b] = spread([r.train_acc_history[-1] if r.status == "finished" else None for r in rs])
+            m["runs"][norm, b] = rs = done.where(net=norm, batch=b).by_seed()
+            m["best"][norm, b] = spread([best_val(r) for r in rs.results])
+            m["train"][norm, b] = spread([r.train_acc_history[-1] if r.status == "finished" else None
+                                          for r in rs.results])
     return m
 
 
@@ -157,10 +159,11 @@ def _unbiased_sentence(sizes, numpy_best, torch_best) -> str:
             + " and ".join(f"{fmt(g)} at batch {b}" for g, b in zip(gaps, ends)) + ".")
 
 
-def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
+def analyze(cfg: Config, done: Runs, out_dir: Path) -> Section:
     out_dir = Path(out_dir)
+    shown, cfg = sides.section_config(cfg), sides.resolved(cfg)
     sizes = sorted(cfg.batch_sizes)
-    measured = {e: _measure(cfg, rs) for e, rs in sides.split(cfg.engine, results).items()}
+    measured = {e: _measure(cfg, rs) for e, rs in sides.split(cfg.engine, done).items()}
     primary = next(iter(measured))
     m = measured[primary]
     metrics = _metrics(cfg, m)
@@ -210,8 +213,8 @@ def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
                for norm in cfg.norms for b in sizes]))
         if "batchnorm" in cfg.norms:
             sentences.append(_unbiased_sentence(sizes, m["best"], t["best"]))
-    answer = " ".join(sentences) + problems_sentence(results, len(runs(cfg)))
-    return Section(NAME, TITLE, QUESTION, answer, config_dict(cfg), metrics, table, paths)
+    answer = " ".join(sentences) + problems_sentence(done, len(runs(cfg)))
+    return Section(NAME, TITLE, QUESTION, answer, shown, metrics, table, paths)
 
 
 def _figure(cfg, norm, measured, out_dir):
@@ -223,16 +226,16 @@ def _figure(cfg, norm, measured, out_dir):
     sizes = sorted(cfg.batch_sizes)
     fig, axes = figures.new_figure(2, len(measured), width=4.8, height=3.6, title=title)
     for row, (engine, m) in enumerate(measured.items()):
-        groups = {f"baseline, batch {cfg.baseline_batch_size}": m["baseline"],
-                  **{f"{norm}, batch {b}": m["runs"][norm, b] for b in sizes}}
+        groups = [(f"baseline, batch {cfg.baseline_batch_size}", m["baseline"], None),
+                  *((f"{norm}, batch {b}", m["runs"][norm, b], b) for b in sizes)]
         ax_train, ax_val = axes[2 * row], axes[2 * row + 1]
-        for label, rs in groups.items():
-            base = label.startswith("baseline")
+        for label, rs, b in groups:
+            base = b is None
             color = (figures.COLORS["baseline"] if base
-                     else cmap(0.45 + 0.55 * sizes.index(int(label.rsplit(" ", 1)[1])) / max(len(sizes) - 1, 1)))
+                     else cmap(0.45 + 0.55 * sizes.index(b) / max(len(sizes) - 1, 1)))
             for ax, attr in ((ax_train, "train_acc_history"), (ax_val, "val_acc_history")):
-                figures.band(ax, [(getattr(r, attr), r.status == "diverged") for r in rs], label, color, marker="o",
-                             linestyle="--" if base else "-")
+                figures.band(ax, [(getattr(r, attr), r.status == "diverged") for r in rs.results], label, color,
+                             marker="o", linestyle="--" if base else "-")
         on = f" ({sides.LONG[engine]})" if cfg.engine == "both" else ""
         ax_train.set(title="Training accuracy" + on, xlabel="epoch", ylabel="accuracy")
         ax_val.set(title="Validation accuracy" + on, xlabel="epoch", ylabel="accuracy")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..lab import figures
-from ..lab.runs import RunSpec, Section
+from ..lab.runs import RunSpec, Runs, Section
 from .summarize import check_common, config_dict, positive
 
 NAME = "bn-backward-speed"
@@ -108,7 +108,7 @@ def measure(cfg: Config) -> dict:
     return {"errors": errors, "times": times, "scaling": scaling}
 
 
-def analyze(cfg: Config, results: dict, out_dir: Path, measured: dict | None = None) -> Section:
+def analyze(cfg: Config, done: Runs, out_dir: Path, measured: dict | None = None) -> Section:
     """``measured`` (the output of :func:`measure`) skips the measurement (tests)."""
     m = measured if measured is not None else measure(cfg)
     times = np.asarray(m["times"])

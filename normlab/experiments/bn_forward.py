@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..lab import figures
-from ..lab.runs import RunSpec, Section
+from ..lab.runs import RunSpec, Runs, Section
 from .summarize import check_common, config_dict, fmt, positive
 
 NAME = "bn-forward"
@@ -109,7 +109,7 @@ def _targets(cfg):
             f"test, after {cfg.train_passes} passes": ([0.0] * D, [1.0] * D)}
 
 
-def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
+def analyze(cfg: Config, done: Runs, out_dir: Path) -> Section:
     out_dir = Path(out_dir)
     per_seed = [measure(cfg, s) for s in cfg.seeds]
     stages = list(per_seed[0]["stages"])

@@ -1,22 +1,22 @@
 """bn-vs-baseline: the six-layer net trained with and without batch norm
 (BatchNormalization.ipynb, "Batchnorm for deep networks").
 
-Runs: ``{baseline,batchnorm}/seed=S`` (with ``engine='both'`` each again on
-the torch engine as ``torch/...``, see ``sides``). Figure: training loss per
-iteration, train and validation accuracy per epoch, mean over seeds with a
-min-max band (the torch engine dashed).
+Runs: ``{baseline,batchnorm}/seed=S``, tagged ``net`` (with both engines each
+again on the torch engine as ``torch/...``, see ``sides``). Figure: training
+loss per iteration, train and validation accuracy per epoch, mean over seeds
+with a min-max band (the torch engine dashed).
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..lab import figures
 from . import sides
-from ..lab.runs import RunSpec, Section
-from .summarize import (best_val, check_common, compare, config_dict, final_loss, group, positive, positive_tuple,
-                        problems_sentence, spread, status_text)
+from ..lab.runs import RunSpec, Runs, Section
+from .summarize import (best_val, check_common, compare, final_loss, positive, positive_tuple, problems_sentence,
+                        spread, status_text)
 
 NAME = "bn-vs-baseline"
 TITLE = "Batch normalization in a deep network"
@@ -34,17 +34,18 @@ class Config:
     batch_size: int = 50                         # course: 50
     learning_rate: float = 1e-3                  # course: Adam, 1e-3
     update_rule: str = "adam"
-    dataset: str = "fashion-mnist"               # or "mnist" / "cifar10" when present
-    # "numpy", "torch" (the same nets in torch.nn, normlab[torch]) or "both" side by side. Default: both
-    # when PyTorch is installed (6 more runs, ~6 s of the reproduce budget), so the report's headline
-    # experiment shows the engines together; NumPy alone otherwise.
-    engine: str = field(default_factory=sides.default_engine)
+    dataset: str = "fashion-mnist"               # or "mnist" / "cifar-10" when present
+    # "numpy", "torch" (the same nets in torch.nn, normlab[torch]), "both" side by side, or "auto": both
+    # where PyTorch is installed (6 more runs, ~6 s of the reproduce budget), so the report's headline
+    # experiment shows the engines together; NumPy alone otherwise (see sides.resolve).
+    engine: str = "auto"
     # The course trains one seed. Three show the spread; 6 runs of ~1.3 s
     # (1 BLAS thread) are ~8 s of the reproduce budget.
     seeds: tuple[int, ...] = (0, 1, 2)
 
     def __post_init__(self):
         check_common(self)
+        sides.check(self.engine)
         positive_tuple(self, "hidden_dims", integer=True)
         positive(self, "num_train", "num_epochs", "batch_size", integer=True)
         positive(self, "weight_scale", "learning_rate")
@@ -58,7 +59,7 @@ def quick(cfg: Config) -> Config:
 
 def runs(cfg: Config) -> list[RunSpec]:
     return sides.expand(cfg.engine, [
-        RunSpec(experiment=NAME, name=f"{label}/seed={s}", model="fc",
+        RunSpec(experiment=NAME, name=f"{label}/seed={s}", model="fc", tags={"net": label},
                 model_kwargs={"hidden_dims": list(cfg.hidden_dims), "normalization": norm,
                               "weight_scale": cfg.weight_scale},
                 solver_kwargs={"update_rule": cfg.update_rule, "optim_config": {"learning_rate": cfg.learning_rate},
@@ -67,23 +68,26 @@ def runs(cfg: Config) -> list[RunSpec]:
         for label, norm in NETS for s in cfg.seeds])
 
 
-def _summary(runs_):
-    return {"best_val_acc": spread([best_val(r) for r in runs_]),
-            "final_train_acc": spread([r.train_acc_history[-1] if r.status == "finished" else None for r in runs_]),
-            "val_acc_epoch1": spread([r.val_acc_history[1] if len(r.val_acc_history) > 1 else None for r in runs_]),
-            "final_loss": spread([final_loss(r) for r in runs_])}
+def _summary(rs):
+    return {"best_val_acc": spread([best_val(r) for r in rs]),
+            "final_train_acc": spread([r.train_acc_history[-1] if r.status == "finished" else None for r in rs]),
+            "val_acc_epoch1": spread([r.val_acc_history[1] if len(r.val_acc_history) > 1 else None for r in rs]),
+            "final_loss": spread([final_loss(r) for r in rs])}
 
 
-def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
+def analyze(cfg: Config, done: Runs, out_dir: Path) -> Section:
     out_dir = Path(out_dir)
-    by_engine = {e: {label: group(rs, label) for label, _ in NETS} for e, rs in sides.split(cfg.engine, results).items()}
+    shown, cfg = sides.section_config(cfg), sides.resolved(cfg)
+    by_engine = {e: {label: rs.where(net=label).by_seed() for label, _ in NETS}
+                 for e, rs in sides.split(cfg.engine, done).items()}
     primary = next(iter(by_engine))
     fig = figures.histories(
-        {sides.tag(label, e, cfg.engine): rs for e, groups in by_engine.items() for label, rs in groups.items()},
+        {sides.tag(label, e, cfg.engine): rs.results for e, groups in by_engine.items()
+         for label, rs in groups.items()},
         f"Six-layer net with and without batch norm ({cfg.dataset}){sides.title_suffix(cfg.engine)}",
         out_dir / "bn-vs-baseline", chance=0.1,
         styles={sides.tag(label, e, cfg.engine): sides.LINESTYLE[e] for e in by_engine for label, _ in NETS})
-    stats = {e: {label: _summary(rs) for label, rs in groups.items()} for e, groups in by_engine.items()}
+    stats = {e: {label: _summary(rs.results) for label, rs in groups.items()} for e, groups in by_engine.items()}
     s = stats[primary]
     b, n = s["batchnorm"], s["baseline"]
     answer = " ".join([
@@ -99,7 +103,7 @@ def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
             [(f"{m} {'with' if label == 'batchnorm' else 'without'} batch norm", s[label][key], t[label][key])
              for label, _ in reversed(NETS) for key, m in (("best_val_acc", "best validation accuracy"),
                                                            ("final_loss", "final training loss"))])
-    answer += problems_sentence(results, len(runs(cfg)))
+    answer += problems_sentence(done, len(runs(cfg)))
     table = [{"net": label, **({"engine": e} if cfg.engine == "both" else {}),
               **{k: v.mean for k, v in stats[e][label].items()},
               "best_val_acc_range": None if stats[e][label]["best_val_acc"].mean is None
@@ -110,4 +114,4 @@ def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
     if cfg.engine == "both":
         metrics["torch engine"] = {label: {k: v.as_dict() for k, v in stats["torch"][label].items()}
                                    for label, _ in NETS}
-    return Section(NAME, TITLE, QUESTION, answer, config_dict(cfg), metrics, table, [fig[0]])
+    return Section(NAME, TITLE, QUESTION, answer, shown, metrics, table, [fig[0]])

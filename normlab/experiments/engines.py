@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..lab import figures
-from ..lab.runs import RunSpec, Section
+from ..lab.runs import RunSpec, Runs, Section
 from .summarize import check_common, config_dict, fmt, positive
 
 NAME = "crosscheck"
@@ -45,7 +45,7 @@ def runs(cfg: Config) -> list[RunSpec]:
     return []
 
 
-def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
+def analyze(cfg: Config, done: Runs, out_dir: Path) -> Section:
     from ..engines.pytorch import TORCH_MISSING, torch_available
     if not torch_available():
         return Section(NAME, TITLE, QUESTION, f"Not measured: {TORCH_MISSING}.", config_dict(cfg),

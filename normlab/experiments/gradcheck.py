@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..lab import figures
-from ..lab.runs import RunSpec, Section
+from ..lab.runs import RunSpec, Runs, Section
 from .summarize import check_common, config_dict
 
 NAME = "gradcheck"
@@ -45,7 +45,7 @@ def runs(cfg: Config) -> list[RunSpec]:
     return []
 
 
-def analyze(cfg: Config, results: dict, out_dir: Path, checks=None) -> Section:
+def analyze(cfg: Config, done: Runs, out_dir: Path, checks=None) -> Section:
     """``checks(seed, nets) -> list[CheckResult]`` defaults to the suite's ``run_checks``."""
     if checks is None:
         from ..engines.gradchecks import run_checks as checks

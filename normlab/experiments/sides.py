@@ -1,39 +1,54 @@
 """One engine or both: a training recipe's runs on the NumPy engine, the torch engine, or both side by side.
 
+A recipe's ``engine`` (its Config field) is one of :data:`CHOICES`:
+
+- ``"numpy"`` / ``"torch"``: the runs on that engine;
+- ``"both"``: the NumPy runs, then each again on the torch engine (the same net
+  in ``torch.nn``, the same start copied from the NumPy initialisation, the
+  same batches and schedule; see ``normlab.engines.pytorch``);
+- ``"auto"``: ``"both"`` where PyTorch can be imported, else ``"numpy"``
+  (:func:`resolve`). A Config holds "auto" itself, never the resolution, so
+  the same command makes the same Config (and config.json) on every machine;
+  the resolution decides which runs ``runs()`` returns and the section's
+  configuration names it.
+
 A recipe builds its runs once, for the NumPy engine, and :func:`expand` turns
-them into the runs of ``cfg.engine``:
-
-- ``"numpy"`` / ``"torch"``: the same runs on that engine, names unchanged;
-- ``"both"``: the NumPy runs, then each again on the torch engine under the
-  name ``torch/<name>`` (the same net in ``torch.nn``, the same start copied
-  from the NumPy initialisation, the same batches and schedule; see
-  ``normlab.engines.pytorch``).
-
-``analyze`` undoes it with :func:`split` (``{engine: {name: result}}``, the
-prefix removed, so each engine's results look like a one-engine run) and
-labels the engines in figures and tables with :func:`tag` and
-:data:`LINESTYLE` (NumPy solid, torch dashed, the same colour per net).
-:func:`engines_sentence` words how far the engines' headline numbers are apart.
+them into the runs of its engine: a torch twin has ``engine="torch"`` and the
+name ``torch/<name>`` (names are labels, unique within the recipe; they stay
+as they were so stored runs keep their hashes). ``analyze`` undoes it with
+:func:`split`, which selects by ``spec.engine``: ``{engine: Runs}``. Figures
+and tables label the engines with :func:`tag` and :data:`LINESTYLE` (NumPy
+solid, torch dashed, the same colour per net); :func:`engines_sentence` words
+how far the engines' headline numbers are apart.
 """
 from __future__ import annotations
 
 import dataclasses
 
-from ..lab.runs import ENGINE_CHOICES as CHOICES
-from .summarize import Spread, fmt
+from ..lab.runs import Runs
+from .summarize import Spread, config_dict, fmt
 
-__all__ = ["CHOICES", "PREFIX", "LINESTYLE", "HATCH", "LONG", "default_engine", "variants", "expand", "split", "tag",
-           "title_suffix", "engines_sentence"]
+__all__ = ["CHOICES", "PREFIX", "LINESTYLE", "HATCH", "LONG", "resolve", "resolved", "check", "engines", "expand",
+           "split", "section_config", "tag", "title_suffix", "engines_sentence"]
 
-PREFIX = "torch/"                                   # run-name prefix of the torch runs under engine='both'
+CHOICES = ("numpy", "torch", "both", "auto")
+PREFIX = "torch/"                                   # run-name prefix of the torch twins under engine='both'
 LINESTYLE = {"numpy": "-", "torch": "--"}
 HATCH = {"numpy": None, "torch": "///"}
 LONG = {"numpy": "NumPy engine", "torch": "torch engine"}
 
 
-def default_engine() -> str:
-    """'both' when PyTorch is installed, else 'numpy': the default of a recipe that shows the torch engine
-    beside the NumPy engine whenever it can (torch is an optional extra)."""
+def check(engine) -> None:
+    """ValueError unless ``engine`` is one of CHOICES."""
+    if engine not in CHOICES:
+        raise ValueError(f"engine must be one of {', '.join(CHOICES)}, got {engine!r}")
+
+
+def resolve(engine: str) -> str:
+    """``engine`` with "auto" decided on this machine: "both" when PyTorch can be imported, else "numpy"."""
+    check(engine)
+    if engine != "auto":
+        return engine
     import importlib.util
     import sys
     if "torch" in sys.modules:
@@ -41,32 +56,45 @@ def default_engine() -> str:
     return "both" if importlib.util.find_spec("torch") is not None else "numpy"
 
 
-def variants(engine: str) -> list[tuple[str, str]]:
-    """``(engine, run-name prefix)`` pairs in drawing order; the first is the primary engine."""
-    if engine not in CHOICES:
-        raise ValueError(f"engine must be one of {', '.join(CHOICES)}, got {engine!r}")
-    return [("numpy", ""), ("torch", PREFIX)] if engine == "both" else [(engine, "")]
+def resolved(cfg):
+    """``cfg`` with its engine resolved (the same Config when it is not "auto")."""
+    return cfg if cfg.engine != "auto" else dataclasses.replace(cfg, engine=resolve(cfg.engine))
+
+
+def engines(engine: str) -> list[str]:
+    """The engines a recipe's ``engine`` trains on, in drawing order; the first is the primary engine."""
+    engine = resolve(engine)
+    return ["numpy", "torch"] if engine == "both" else [engine]
 
 
 def expand(engine: str, specs: list) -> list:
     """The recipe's runs (built for any engine) on ``engine``: see the module docstring."""
-    return [dataclasses.replace(s, engine=e, name=prefix + s.name) for e, prefix in variants(engine) for s in specs]
+    engine = resolve(engine)
+    if engine != "both":
+        return [dataclasses.replace(s, engine=engine) for s in specs]
+    return ([dataclasses.replace(s, engine="numpy") for s in specs]
+            + [dataclasses.replace(s, engine="torch", name=PREFIX + s.name) for s in specs])
 
 
-def split(engine: str, results: dict) -> dict:
-    """``{engine: {name: RunResult}}`` with the engine's prefix removed, in :func:`variants` order."""
-    out = {}
-    for e, prefix in variants(engine):
-        if prefix:
-            out[e] = {n[len(prefix):]: r for n, r in results.items() if n.startswith(prefix)}
-        else:
-            others = [p for _, p in variants(engine) if p]
-            out[e] = {n: r for n, r in results.items() if not any(n.startswith(p) for p in others)}
-    return out
+def split(engine: str, runs: Runs) -> dict:
+    """``{engine: Runs}`` for every engine of ``engine`` (in :func:`engines` order; one without runs is empty)."""
+    if not isinstance(runs, Runs):
+        raise TypeError(f"analyze takes the recipe's runs as a Runs of (spec, result) pairs "
+                        f"(normlab.lab.runs.recipe_results), got a {type(runs).__name__}")
+    return runs.by_engine(engines(engine))
+
+
+def section_config(cfg) -> dict:
+    """The Config for the report section, with "auto" shown with what it resolved to ("auto: both")."""
+    d = config_dict(cfg)
+    if d.get("engine") == "auto":
+        d["engine"] = f"auto: {resolve('auto')}"
+    return d
 
 
 def tag(label: str, engine: str, cfg_engine: str) -> str:
-    """A legend or table label naming the engine when both are shown: 'batchnorm [torch]'."""
+    """A legend or table label naming the engine when both are shown: 'batchnorm [torch]'
+    (``cfg_engine`` resolved, as every helper below)."""
     return f"{label} [{engine}]" if cfg_engine == "both" else label
 
 

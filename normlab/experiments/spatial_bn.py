@@ -2,9 +2,9 @@
 and with group norm (ConvolutionalNetworks.ipynb, "Spatial batch
 normalization" and "Group normalization").
 
-Runs: ``{baseline,batchnorm,groupnorm}/seed=S`` (ThreeLayerConvNet; with
-'groupnorm' the hidden affine layer gets layer norm; with ``engine='both'``
-each again on the torch engine as ``torch/...``). Figure: training loss,
+Runs: ``{baseline,batchnorm,groupnorm}/seed=S``, tagged ``net``
+(ThreeLayerConvNet; with 'groupnorm' the hidden affine layer gets layer norm;
+with both engines each again on the torch engine as ``torch/...``). Figure: training loss,
 train and validation accuracy, mean over seeds with a min-max band (the torch
 engine dashed).
 """
@@ -16,9 +16,8 @@ from pathlib import Path
 
 from ..lab import figures
 from . import sides
-from ..lab.runs import RunSpec, Section
-from .summarize import (best_val, check_common, compare, config_dict, final_loss, group, positive, problems_sentence,
-                        spread, status_text)
+from ..lab.runs import RunSpec, Runs, Section
+from .summarize import best_val, check_common, compare, final_loss, positive, problems_sentence, spread, status_text
 
 NAME = "spatial-bn"
 TITLE = "Spatial batch normalization and group normalization in a conv net"
@@ -42,12 +41,13 @@ class Config:
     batch_size: int = 50                         # course: 50
     num_train: int = 2000                        # a few thousand images ...
     num_epochs: int = 3                          # ... and a few epochs: ~4.5 s a run (1 BLAS thread)
-    dataset: str = "fashion-mnist"               # or "mnist" / "cifar10" when present
-    engine: str = "numpy"                        # or "torch" (the same nets in torch.nn, normlab[torch]), or "both"
+    dataset: str = "fashion-mnist"               # or "mnist" / "cifar-10" when present
+    engine: str = "numpy"                        # or "torch" (the same nets in torch.nn), "both", "auto" (sides)
     seeds: tuple[int, ...] = (0, 1, 2)           # 9 runs, ~40 s in all
 
     def __post_init__(self):
         check_common(self)
+        sides.check(self.engine)
         positive(self, "num_filters", "filter_size", "hidden_dim", "num_groups", "batch_size", "num_train",
                  "num_epochs", integer=True)
         positive(self, "weight_scale", "learning_rate")
@@ -66,7 +66,7 @@ def quick(cfg: Config) -> Config:
 
 def runs(cfg: Config) -> list[RunSpec]:
     return sides.expand(cfg.engine, [
-        RunSpec(experiment=NAME, name=f"{label}/seed={s}", model="cnn",
+        RunSpec(experiment=NAME, name=f"{label}/seed={s}", model="cnn", tags={"net": label},
                 model_kwargs={"num_filters": cfg.num_filters, "filter_size": cfg.filter_size,
                               "hidden_dim": cfg.hidden_dim, "weight_scale": cfg.weight_scale,
                               "normalization": norm, "num_groups": cfg.num_groups},
@@ -82,17 +82,20 @@ def _summary(rs) -> dict:
             "final_loss": spread([final_loss(r) for r in rs])}
 
 
-def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
+def analyze(cfg: Config, done: Runs, out_dir: Path) -> Section:
     out_dir = Path(out_dir)
-    by_engine = {e: {label: group(rs, label) for label, _ in NETS} for e, rs in sides.split(cfg.engine, results).items()}
+    shown, cfg = sides.section_config(cfg), sides.resolved(cfg)
+    by_engine = {e: {label: rs.where(net=label).by_seed() for label, _ in NETS}
+                 for e, rs in sides.split(cfg.engine, done).items()}
     primary = next(iter(by_engine))
     fig = figures.histories(
-        {sides.tag(label, e, cfg.engine): rs for e, groups in by_engine.items() for label, rs in groups.items()},
+        {sides.tag(label, e, cfg.engine): rs.results for e, groups in by_engine.items()
+         for label, rs in groups.items()},
         f"Conv net {cfg.num_filters}x{cfg.filter_size}x{cfg.filter_size}, hidden {cfg.hidden_dim} "
         f"({cfg.dataset}){sides.title_suffix(cfg.engine)}",
         out_dir / "spatial-bn", chance=0.1,
         styles={sides.tag(label, e, cfg.engine): sides.LINESTYLE[e] for e in by_engine for label, _ in NETS})
-    stats = {e: {label: _summary(rs) for label, rs in groups.items()} for e, groups in by_engine.items()}
+    stats = {e: {label: _summary(rs.results) for label, rs in groups.items()} for e, groups in by_engine.items()}
     s = stats[primary]
     parts = []
     for label in ("batchnorm", "groupnorm"):
@@ -105,7 +108,7 @@ def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
     if cfg.engine == "both":
         parts.append(sides.engines_sentence([(f"best validation accuracy, {LONG[label]}", s[label]["best_val_acc"],
                                               stats["torch"][label]["best_val_acc"]) for label, _ in NETS]))
-    answer = " ".join(parts) + problems_sentence(results, len(runs(cfg)))
+    answer = " ".join(parts) + problems_sentence(done, len(runs(cfg)))
     table = [{"net": LONG[label], **({"engine": e} if cfg.engine == "both" else {}),
               **{k: v.mean for k, v in stats[e][label].items()},
               "best_val_acc_range": None if stats[e][label]["best_val_acc"].mean is None
@@ -115,4 +118,4 @@ def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
     if cfg.engine == "both":
         metrics["torch engine"] = {label: {k: v.as_dict() for k, v in stats["torch"][label].items()}
                                    for label, _ in NETS}
-    return Section(NAME, TITLE, QUESTION, answer, config_dict(cfg), metrics, table, [fig[0]])
+    return Section(NAME, TITLE, QUESTION, answer, shown, metrics, table, [fig[0]])

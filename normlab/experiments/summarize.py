@@ -1,5 +1,6 @@
-"""Helpers the recipes share: grouping runs over seeds, summary numbers, and
-wording a comparison from measured numbers (so no sentence can contradict them)."""
+"""Helpers the recipes share: summary numbers over seeds, the runs' status, Config
+checks, and wording a comparison from measured numbers (so no sentence can
+contradict them). Runs are selected with :class:`~normlab.lab.runs.Runs`."""
 from __future__ import annotations
 
 import math
@@ -7,9 +8,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ..lab.runs import DATASETS, ENGINE_CHOICES, MAX_SEED, RunResult
+from ..lab.runs import DATASETS, MAX_SEED, RunResult, Runs, canonical_dataset
 
-__all__ = ["Spread", "spread", "group", "best_val", "best_train", "final_loss", "status_text",
+__all__ = ["Spread", "spread", "best_val", "best_train", "final_loss", "status_text",
            "problems_sentence", "compare", "times", "check_common", "class_names", "config_dict", "fmt", "positive",
            "positive_tuple"]
 
@@ -51,12 +52,6 @@ def spread(values) -> Spread:
     return Spread(float(np.mean(vals)), min(vals), max(vals), len(vals), len(values))
 
 
-def group(results: dict, prefix: str) -> list[RunResult]:
-    """The runs named ``prefix/seed=...``, in seed order (missing ones are absent)."""
-    runs = [(name, r) for name, r in results.items() if name.rsplit("/seed=", 1)[0] == prefix]
-    return [r for _, r in sorted(runs, key=lambda nr: int(nr[0].rsplit("=", 1)[1]))]
-
-
 def _usable(r: RunResult) -> bool:
     return r.status in ("finished", "diverged")
 
@@ -75,31 +70,32 @@ def final_loss(r: RunResult):
     return r.final_loss if r.status == "finished" else None
 
 
-def status_text(runs: list, expected: int | None = None) -> str:
-    """'3 finished', '2 finished; diverged: seed=1 (epoch 0, iteration 12: loss is inf)', ... for a table cell."""
+def status_text(runs: Runs, expected: int | None = None) -> str:
+    """'3 finished', '2 finished; diverged: seed=1 (epoch 0, iteration 12: loss is inf)', ... for a table cell
+    (``runs``: one configuration's runs, one per seed, listed in their order)."""
     parts = []
-    done = sum(r.status == "finished" for r in runs)
+    done = sum(r.status == "finished" for _, r in runs)
     if done:
         parts.append(f"{done} finished")
     for status in ("diverged", "failed"):
-        bad = [r for r in runs if r.status == status]
+        bad = [(s, r) for s, r in runs if r.status == status]
         if bad:
             why = lambda r: (r.error or "").strip().splitlines()[0][:80] if r.error else ""
-            parts.append(f"{status}: " + ", ".join(f"{r.name.rsplit('/', 1)[-1]} ({why(r)})" if why(r)
-                                                   else r.name.rsplit("/", 1)[-1] for r in bad))
+            parts.append(f"{status}: " + ", ".join(f"seed={s.seed} ({why(r)})" if why(r) else f"seed={s.seed}"
+                                                   for s, r in bad))
     if expected is not None and expected > len(runs):
         parts.append(f"{expected - len(runs)} missing")
     return "; ".join(parts) or "no runs"
 
 
-def problems_sentence(results: dict, expected: int) -> str:
+def problems_sentence(runs: Runs, expected: int) -> str:
     """'' when every expected run finished, else a sentence naming the diverged, failed and missing runs."""
     parts = []
     for status in ("diverged", "failed"):
-        names = sorted(n for n, r in results.items() if r.status == status)
+        names = sorted(s.name for s, r in runs if r.status == status)
         if names:
             parts.append(f"{len(names)} {status} ({', '.join(names[:6])}{', ...' if len(names) > 6 else ''})")
-    missing = expected - len(results)
+    missing = expected - len(runs)
     if missing > 0:
         parts.append(f"{missing} without a result")
     return (" Of the " + str(expected) + " runs, " + "; ".join(parts) + ".") if parts else ""
@@ -137,15 +133,15 @@ def times(a: float, b: float) -> str:
 
 
 def check_common(cfg) -> None:
-    """Validation shared by every Config: dataset, seeds (0 .. 2**63-1: what the
-    generator takes and the store's integer column holds), the update rule and (for
-    training recipes) the engine."""
+    """Validation shared by every Config: the dataset (a legacy spelling, "cifar10", is
+    replaced by the registry's, "cifar-10"), seeds (0 .. 2**63-1: what the generator
+    takes and the store's integer column holds) and the update rule. Training recipes
+    check their engine with ``sides.check``."""
     from ..optim import UPDATE_RULES
-    if cfg.dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {cfg.dataset!r}")
-    engine = getattr(cfg, "engine", "numpy")
-    if engine not in ENGINE_CHOICES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINE_CHOICES)}, got {engine!r}")
+    try:
+        object.__setattr__(cfg, "dataset", canonical_dataset(cfg.dataset))   # a frozen Config, in __post_init__
+    except ValueError:
+        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {cfg.dataset!r}") from None
     rule = getattr(cfg, "update_rule", "sgd")
     if rule not in UPDATE_RULES:
         raise ValueError(f"update_rule must be one of {', '.join(UPDATE_RULES)}, got {rule!r}")

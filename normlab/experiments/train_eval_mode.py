@@ -7,11 +7,11 @@ running statistics, as ``model.eval()``) and in train mode (each batch of 64
 test images normalized with its own statistics, as forgetting
 ``model.eval()``).
 
-Runs: ``{baseline,batchnorm}/seed=S``, each measuring test accuracy in both
-modes and per class. Figures: training loss and validation accuracy per
+Runs: ``{baseline,batchnorm}/seed=S``, tagged ``net``, each measuring test
+accuracy in both modes and per class. Figures: training loss and validation accuracy per
 epoch; test accuracy in the two modes; per-class test accuracy.
 
-With ``engine='both'`` every net is also trained on the torch engine (the
+With both engines every net is also trained on the torch engine (the
 same net in ``torch.nn``, same start and batches; runs ``torch/{label}/seed=S``,
 see ``sides``): the figures draw it dashed (curves) or hatched (bars) beside
 the NumPy engine, and the table and the answer give its numbers beside the
@@ -31,9 +31,9 @@ import numpy as np
 
 from ..lab import figures
 from . import sides
-from ..lab.runs import RunSpec, Section
-from .summarize import (check_common, class_names, compare, config_dict, fmt, group, positive, positive_tuple,
-                        problems_sentence, spread, status_text)
+from ..lab.runs import RunSpec, Runs, Section
+from .summarize import (check_common, class_names, compare, fmt, positive, positive_tuple, problems_sentence, spread,
+                        status_text)
 
 NAME = "train-eval-mode"
 TITLE = "Batch normalization at test time: train mode vs eval mode"
@@ -56,8 +56,8 @@ class Config:
     batch_size: int = 64                         # notebook: 64
     num_epochs: int = 10                         # notebook: 10
     num_train: int | None = None                 # None: the whole training split (59,000 Fashion-MNIST images)
-    dataset: str = "fashion-mnist"               # or "mnist" / "cifar10" when present
-    engine: str = "numpy"                        # or "torch" (torch.nn, normlab[torch]), or "both" side by side
+    dataset: str = "fashion-mnist"               # or "mnist" / "cifar-10" when present
+    engine: str = "numpy"                        # or "torch" (torch.nn, normlab[torch]), "both" side by side, "auto"
     # One seed: each run is ~9,200 SGD steps (~85-95 s with 1 BLAS thread);
     # the two are ~180 CPU-seconds, the largest share of the 5-minute
     # reproduce budget on 2 cores. Test accuracy is measured on 10,000 images
@@ -66,6 +66,7 @@ class Config:
 
     def __post_init__(self):
         check_common(self)
+        sides.check(self.engine)
         positive_tuple(self, "hidden_dims", integer=True)
         positive(self, "batch_size", "num_epochs", integer=True)
         positive(self, "weight_scale", "learning_rate")
@@ -83,7 +84,7 @@ def quick(cfg: Config) -> Config:
 
 def runs(cfg: Config) -> list[RunSpec]:
     return sides.expand(cfg.engine, [
-        RunSpec(experiment=NAME, name=f"{label}/seed={s}", model="fc",
+        RunSpec(experiment=NAME, name=f"{label}/seed={s}", model="fc", tags={"net": label},
                 model_kwargs={"hidden_dims": list(cfg.hidden_dims), "normalization": norm,
                               "weight_scale": cfg.weight_scale, "bias_before_norm": cfg.bias_before_norm},
                 solver_kwargs={"update_rule": cfg.update_rule, "optim_config": {"learning_rate": cfg.learning_rate},
@@ -112,13 +113,15 @@ def _stats(rs) -> dict:
     }
 
 
-def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
+def analyze(cfg: Config, done: Runs, out_dir: Path) -> Section:
     out_dir = Path(out_dir)
-    by_engine = {e: {label: group(rs, label) for label, _ in NETS} for e, rs in sides.split(cfg.engine, results).items()}
+    shown, cfg = sides.section_config(cfg), sides.resolved(cfg)
+    by_engine = {e: {label: rs.where(net=label).by_seed() for label, _ in NETS}
+                 for e, rs in sides.split(cfg.engine, done).items()}
     primary = next(iter(by_engine))
     groups = by_engine[primary]
     classes = class_names(cfg.dataset)
-    stats = {e: {label: _stats(rs) for label, rs in g.items()} for e, g in by_engine.items()}
+    stats = {e: {label: _stats(rs.results) for label, rs in g.items()} for e, g in by_engine.items()}
     s = stats[primary]
     second = stats["torch"] if cfg.engine == "both" else {}
     paths = [_curves(cfg, by_engine, out_dir)[0], _test_figure(cfg, stats, classes, out_dir)[0]]
@@ -157,7 +160,7 @@ def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
                      f"in train mode (NumPy engine: {fmt(b['test_acc'].mean)} and "
                      f"{fmt(b['test_acc_train_mode'].mean)}); without batch norm {fmt(tn['test_acc'].mean)} "
                      f"(NumPy engine: {fmt(n['test_acc'].mean)}).")
-    answer = " ".join(parts) + problems_sentence(results, len(runs(cfg)))
+    answer = " ".join(parts) + problems_sentence(done, len(runs(cfg)))
 
     all_stats = {**s, **{f"{k} (torch engine)": v for k, v in second.items()}}
     all_groups = {**groups, **{f"{k} (torch engine)": by_engine["torch"][k] for k in second}}
@@ -172,7 +175,7 @@ def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
                   else None) for i, c in enumerate(classes)]
     metrics = {label: {k: (v.as_dict() if hasattr(v, "as_dict") else v) for k, v in st.items()}
                for label, st in all_stats.items()}
-    return Section(NAME, TITLE, QUESTION, answer, config_dict(cfg), metrics, table, paths)
+    return Section(NAME, TITLE, QUESTION, answer, shown, metrics, table, paths)
 
 
 def _curves(cfg, by_engine, out_dir):
@@ -183,10 +186,10 @@ def _curves(cfg, by_engine, out_dir):
     for engine, groups in by_engine.items():
         for i, (label, rs) in enumerate(groups.items()):
             c, name, ls = figures.color_for(label, i), sides.tag(label, engine, cfg.engine), sides.LINESTYLE[engine]
-            figures.band(ax_loss, [(r.epoch_losses(), r.status == "diverged") for r in rs], name, c,
+            figures.band(ax_loss, [(r.epoch_losses(), r.status == "diverged") for r in rs.results], name, c,
                          x=list(range(1, cfg.num_epochs + 1)), marker="o", linestyle=ls)
-            figures.band(ax_val, [(r.val_acc_history, r.status == "diverged") for r in rs], name, c, marker="o",
-                         linestyle=ls)
+            figures.band(ax_val, [(r.val_acc_history, r.status == "diverged") for r in rs.results], name, c,
+                         marker="o", linestyle=ls)
     ax_loss.set(title="Training loss (mean per epoch)", xlabel="epoch", ylabel="loss")
     ax_val.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
     for ax in (ax_loss, ax_val):

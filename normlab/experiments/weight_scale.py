@@ -2,10 +2,11 @@
 batch norm (BatchNormalization.ipynb, "Batch normalization and initialization").
 
 Runs: ``{baseline,batchnorm}/scale=1.0e-04/seed=S`` for each of the weight
-scales (with ``engine='both'`` each again on the torch engine as
-``torch/...``). Figure: best validation accuracy, best training accuracy and
-final training loss against the weight scale (log axes), mean over seeds with
-a min-max band (the torch engine dashed); a diverged run is marked with an ``x``.
+scales, tagged ``net`` and ``scale`` (the scale itself, not its rounded name;
+with both engines each again on the torch engine as ``torch/...``). Figure:
+best validation accuracy, best training accuracy and final training loss
+against the weight scale (log axes), mean over seeds with a min-max band (the
+torch engine dashed); a diverged run is marked with an ``x``.
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ import numpy as np
 
 from ..lab import figures
 from . import sides
-from ..lab.runs import RunSpec, Section
-from .summarize import (best_train, best_val, check_common, config_dict, final_loss, fmt, positive, positive_tuple,
+from ..lab.runs import RunSpec, Runs, Section
+from .summarize import (best_train, best_val, check_common, final_loss, fmt, positive, positive_tuple,
                         problems_sentence, spread, status_text, times)
 
 NAME = "weight-scale"
@@ -40,8 +41,8 @@ class Config:
     batch_size: int = 50                         # course: 50
     learning_rate: float = 1e-3                  # course: Adam, 1e-3
     update_rule: str = "adam"
-    dataset: str = "fashion-mnist"               # or "mnist" / "cifar10" when present
-    engine: str = "numpy"                        # or "torch" (the same nets in torch.nn, normlab[torch]), or "both"
+    dataset: str = "fashion-mnist"               # or "mnist" / "cifar-10" when present
+    engine: str = "numpy"                        # or "torch" (the same nets in torch.nn), "both", "auto" (sides)
     # The course trains one seed per scale. Two show the spread; the 80 runs
     # (~0.6 s baseline, ~1.2 s batch norm, 1 BLAS thread) cost ~75-90
     # CPU-seconds of the 5-minute reproduce budget; a third seed would add ~45.
@@ -49,6 +50,7 @@ class Config:
 
     def __post_init__(self):
         check_common(self)
+        sides.check(self.engine)
         positive_tuple(self, "hidden_dims", integer=True)
         positive_tuple(self, "weight_scales")
         if len(set(self.weight_scales)) != len(self.weight_scales):
@@ -70,7 +72,7 @@ def run_name(label: str, scale: float, seed: int) -> str:
 
 def runs(cfg: Config) -> list[RunSpec]:
     return sides.expand(cfg.engine, [
-        RunSpec(experiment=NAME, name=run_name(label, w, s), model="fc",
+        RunSpec(experiment=NAME, name=run_name(label, w, s), model="fc", tags={"net": label, "scale": w},
                 model_kwargs={"hidden_dims": list(cfg.hidden_dims), "normalization": norm, "weight_scale": w},
                 solver_kwargs={"update_rule": cfg.update_rule, "optim_config": {"learning_rate": cfg.learning_rate},
                                "num_epochs": cfg.num_epochs, "batch_size": cfg.batch_size},
@@ -78,13 +80,10 @@ def runs(cfg: Config) -> list[RunSpec]:
         for label, norm in NETS for w in cfg.weight_scales for s in cfg.seeds])
 
 
-def _per_scale(cfg, results, label, measure):
-    """For each weight scale, [(value, diverged)] over the seeds that have a result."""
-    out = []
-    for w in cfg.weight_scales:
-        rs = [results[n] for n in (run_name(label, w, s) for s in cfg.seeds) if n in results]
-        out.append([(measure(r), r.status == "diverged") for r in rs])
-    return out
+def _per_scale(cfg, done, label, measure):
+    """For each weight scale, [(value, diverged)] over the seeds that have a result (in the order of cfg.seeds)."""
+    return [[(measure(r), r.status == "diverged") for r in done.where(net=label, scale=w).results]
+            for w in cfg.weight_scales]
 
 
 MEASURES = {"best_val_acc": best_val, "best_train_acc": best_train, "final_loss": final_loss}
@@ -94,9 +93,9 @@ def _mean(seeds):
     return spread([v for v, _ in seeds]).mean
 
 
-def _measure(cfg, results) -> tuple[dict, dict, dict]:
+def _measure(cfg, done) -> tuple[dict, dict, dict]:
     """One engine's numbers: per-seed values per scale, their means, and the sensitivity summary per net."""
-    data = {m: {label: _per_scale(cfg, results, label, f) for label, _ in NETS} for m, f in MEASURES.items()}
+    data = {m: {label: _per_scale(cfg, done, label, f) for label, _ in NETS} for m, f in MEASURES.items()}
     means = {m: {label: [_mean(v) for v in data[m][label]] for label, _ in NETS} for m in MEASURES}
     summary = {}
     for label, _ in NETS:
@@ -112,9 +111,10 @@ def _measure(cfg, results) -> tuple[dict, dict, dict]:
     return data, means, summary
 
 
-def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
+def analyze(cfg: Config, done: Runs, out_dir: Path) -> Section:
     out_dir = Path(out_dir)
-    per_engine = sides.split(cfg.engine, results)
+    shown, cfg = sides.section_config(cfg), sides.resolved(cfg)
+    per_engine = sides.split(cfg.engine, done)
     measured = {e: _measure(cfg, rs) for e, rs in per_engine.items()}
     primary = next(iter(measured))
 
@@ -140,7 +140,7 @@ def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
     if cfg.engine == "both":
         metrics["torch engine"] = _metrics(per_engine["torch"], *measured["torch"][1:])
         answer += " " + _engines_answer(summary, measured["torch"][2])
-    answer += problems_sentence(results, len(runs(cfg)))
+    answer += problems_sentence(done, len(runs(cfg)))
     table = []
     for i, w in enumerate(cfg.weight_scales):
         row = {"weight scale": w}
@@ -151,19 +151,18 @@ def analyze(cfg: Config, results: dict, out_dir: Path) -> Section:
         issues = []
         for e, rs_all in per_engine.items():
             for label, _ in NETS:
-                rs = [rs_all[n] for n in (run_name(label, w, s) for s in cfg.seeds) if n in rs_all]
-                if any(r.status != "finished" for r in rs) or len(rs) < len(cfg.seeds):
+                rs = rs_all.where(net=label, scale=w)
+                if any(r.status != "finished" for r in rs.results) or len(rs) < len(cfg.seeds):
                     issues.append(f"{sides.tag(label, e, cfg.engine)}: {status_text(rs, len(cfg.seeds))}")
         row["runs"] = "; ".join(issues) or "all finished"
         table.append(row)
-    return Section(NAME, TITLE, QUESTION, answer, config_dict(cfg), metrics, table, [paths[0]])
+    return Section(NAME, TITLE, QUESTION, answer, shown, metrics, table, [paths[0]])
 
 
-def _metrics(results, means, summary) -> dict:
+def _metrics(done, means, summary) -> dict:
     """One engine's key numbers per net (nets without a finished run are left out)."""
     return {label: {**summary[label], **{f"{m}_by_scale": means[m][label] for m in MEASURES},
-                    "diverged_runs": sum(r.status == "diverged" for n, r in results.items()
-                                         if n.startswith(label + "/"))}
+                    "diverged_runs": sum(r.status == "diverged" for r in done.where(net=label).results)}
             for label, _ in NETS if summary[label] is not None}
 
 

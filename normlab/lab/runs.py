@@ -1,20 +1,24 @@
-"""What every experiment shares: a training run's spec, its result, and executing it.
+"""A training run as data: its spec, its result, and a recipe's runs as (spec, result) pairs.
 
 A sweep is a list of independent ``RunSpec``s. Each is pure data (JSON-able,
-hashed into ``spec_hash``), so a run can be executed in any process, stored,
-skipped on resume, and reproduced bit for bit: the same spec gives the same
-``RunResult`` histories whatever process or machine runs it.
+hashed into ``spec_hash``), so a run can be executed in any process
+(:mod:`normlab.lab.execute`), stored, skipped on resume, and reproduced bit for
+bit: the same spec gives the same ``RunResult`` histories whatever process or
+machine runs it.
 
-Experiment modules (one per recipe, see ``registry.py``) provide:
+Experiment modules (one per recipe, see ``experiments/registry.py``) provide:
 
     NAME: str                                  # e.g. "weight-scale"
     TITLE: str; QUESTION: str                  # the course's question beside the figure
     Config                                     # frozen dataclass, defaults = the course's settings
     def quick(cfg) -> Config                   # reduced sizes for CI (--quick)
     def runs(cfg) -> list[RunSpec]             # the training runs it needs ([] when none)
-    def analyze(cfg, results, out_dir) -> Section   # figures, table, measured answer
+    def analyze(cfg, done, out_dir) -> Section # figures, table, measured answer
 
-``results`` maps ``spec.name`` to ``RunResult`` for every run of the recipe.
+``done`` is a :class:`Runs`: the recipe's runs that have a result, as
+``(RunSpec, RunResult)`` pairs. A recipe selects them by the specs' typed
+fields (``engine``, ``seed``, the ``tags`` its ``runs()`` set), never by
+parsing run names.
 """
 from __future__ import annotations
 
@@ -22,32 +26,47 @@ import hashlib
 import json
 import math
 import subprocess
-import time
-import traceback
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["RunSpec", "RunResult", "Section", "execute", "load_data", "build_model", "code_version",
-           "STATUSES"]
+from ..data.registry import names as _dataset_names
+
+__all__ = ["RunSpec", "RunResult", "Runs", "Section", "recipe_results", "code_version", "canonical_dataset",
+           "STATUSES", "DATASETS", "EVALUATIONS", "ENGINES", "MAX_SEED"]
 
 STATUSES = ("finished", "diverged", "failed")
 # Seeds are stored as SQLite INTEGERs (signed 64-bit) and seed NumPy generators.
 MAX_SEED = 2**63 - 1
-DATASETS = ("fashion-mnist", "mnist", "cifar10")
+DATASETS = _dataset_names()                 # the data registry's names: fashion-mnist, mnist, cifar-10
+# Spellings older specs and config.json files carry (RunSpec accepted only "cifar10" before
+# the names were taken from the data registry).
+LEGACY_DATASETS = {"cifar10": "cifar-10"}
+# How a dataset is spelled in the hashed identity: as it was when its runs were first
+# hashed, so stored runs keep their spec_hash (and resume) under the canonical name.
+_HASHED_AS = {v: k for k, v in LEGACY_DATASETS.items()}
 EVALUATIONS = ("test_acc", "test_acc_train_mode", "per_class_test_acc")
 ENGINES = ("numpy", "torch")
-ENGINE_CHOICES = ENGINES + ("both",)        # a recipe's engine: one, or both side by side (experiments.sides)
+_TAG_TYPES = (str, int, float, bool, type(None))
+
+
+def canonical_dataset(name) -> str:
+    """The registry's spelling of a dataset name (legacy "cifar10" -> "cifar-10"); ValueError otherwise."""
+    name = LEGACY_DATASETS.get(name, name) if isinstance(name, str) else name
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    return name
 
 
 @dataclass(frozen=True)
 class RunSpec:
     """One training run, as data.
 
-    - experiment, name: the recipe and the run's unique name within it
-      (e.g. "weight-scale", "batchnorm/scale=1.0e-04/seed=0").
+    - experiment, name: the recipe and the run's unique, human-readable name within
+      it (e.g. "weight-scale", "batchnorm/scale=1.0e-04/seed=0"). Names are labels:
+      nothing parses them.
     - model: "fc" (FullyConnectedNet) or "cnn" (ThreeLayerConvNet); model_kwargs
       are passed on (input_dim / num_classes are filled in from the data), with
       ``rng_seed`` set to this spec's seed unless given (weights and dropout
@@ -55,12 +74,20 @@ class RunSpec:
     - solver_kwargs: Solver options (update_rule, optim_config, num_epochs,
       batch_size, lr_decay, num_train_samples, num_val_samples); ``seed``
       defaults to this spec's seed, verbose is always off.
-    - dataset, num_train, num_val, num_test: the data (None: the loader's default size).
+    - dataset, num_train, num_val, num_test: the data (None: the loader's default
+      size). ``dataset`` is one of DATASETS; the legacy "cifar10" is read as "cifar-10".
     - evaluate: extra measurements after training, from EVALUATIONS.
     - engine: "numpy" (normlab's layers) or "torch" (the same net in ``torch.nn``,
       see ``normlab.engines.pytorch``; weights initialised by NumPy from the seed and
-      copied, trained by the same Solver). Left out of ``to_dict`` (and so of the
-      hash) when "numpy", so NumPy runs keep the identity they had before engines.
+      copied, trained by the same Solver).
+    - tags: what the recipe groups its runs by, as typed values (``{"net":
+      "batchnorm", "scale": 1e-4}``): str, int, float, bool or None. They describe
+      the run, they do not change it, so they are not part of ``spec_hash``.
+
+    ``spec_hash`` is the run's identity in the store and must never change for an
+    existing run: it hashes ``to_dict()`` without the tags, without ``engine`` when
+    "numpy" (NumPy runs keep the identity they had before engines) and with
+    "cifar-10" spelled "cifar10" (as it was hashed before the spelling was unified).
     """
     experiment: str
     name: str
@@ -74,12 +101,12 @@ class RunSpec:
     seed: int = 0
     evaluate: tuple[str, ...] = ()
     engine: str = "numpy"
+    tags: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.model not in ("fc", "cnn"):
             raise ValueError(f"unknown model {self.model!r}; expected 'fc' or 'cnn'")
-        if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; expected one of {', '.join(DATASETS)}")
+        object.__setattr__(self, "dataset", canonical_dataset(self.dataset))
         bad = [e for e in self.evaluate if e not in EVALUATIONS]
         if bad:
             raise ValueError(f"unknown evaluation(s) {bad}; expected some of {', '.join(EVALUATIONS)}")
@@ -87,6 +114,12 @@ class RunSpec:
             raise ValueError(f"unknown engine {self.engine!r}; expected one of {', '.join(ENGINES)}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must be an integer in 0..2**63-1, got {self.seed!r}")
+        if not isinstance(self.tags, dict):
+            raise ValueError(f"tags must be a dict, got {_brief(self.tags)}")
+        for k, v in self.tags.items():
+            finite = not isinstance(v, float) or math.isfinite(v)
+            if not isinstance(k, str) or not isinstance(v, _TAG_TYPES) or not finite:
+                raise ValueError(f"tag {k!r}={_brief(v)}: tags map names to a str, int, finite float, bool or None")
         object.__setattr__(self, "evaluate", tuple(self.evaluate))
         json.dumps(self.to_dict())   # fails early, here, on anything not JSON-able
 
@@ -103,7 +136,7 @@ class RunSpec:
         for key in ("experiment", "name"):
             if not isinstance(d[key], str):
                 raise ValueError(f"{key} must be a string, got {_brief(d[key])}")
-        for key in ("model_kwargs", "solver_kwargs"):
+        for key in ("model_kwargs", "solver_kwargs", "tags"):
             if not isinstance(d.get(key, {}), dict):
                 raise ValueError(f"{key} must be an object, got {_brief(d[key])}")
         if not isinstance(d.get("evaluate", []), (list, tuple)):
@@ -116,8 +149,11 @@ class RunSpec:
 
     @property
     def spec_hash(self) -> str:
-        """SHA-256 of the canonical JSON of the spec: the run's identity in the store."""
-        canon = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """SHA-256 of the canonical JSON of the run's identity (see the class docstring)."""
+        ident = self.to_dict()
+        del ident["tags"]
+        ident["dataset"] = _HASHED_AS.get(ident["dataset"], ident["dataset"])
+        canon = json.dumps(ident, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canon.encode()).hexdigest()
 
 
@@ -142,10 +178,6 @@ def _number_or_none(x) -> bool:
 def _brief(v) -> str:
     text = repr(v)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _finite_or_none(values):
-    return [float(v) if math.isfinite(v) else None for v in values]
 
 
 @dataclass
@@ -242,98 +274,69 @@ def code_version() -> str:
     return __version__
 
 
-def recipe_results(specs, results: dict):
-    """What a recipe's ``analyze`` receives: its runs' results, from ``results``
-    ({spec_hash: RunResult}); runs without a result are absent."""
-    return {s.name: results[s.spec_hash] for s in specs if s.spec_hash in results}
+class Runs:
+    """A recipe's runs that have a result: ``(RunSpec, RunResult)`` pairs, in the order
+    of the recipe's ``runs()``. Immutable; every selection returns a new ``Runs``.
+
+    ``runs.where(net="batchnorm", batch=5)`` keeps the runs with those tags,
+    ``runs.on("torch")`` those of one engine, ``runs.by_seed()`` sorts by seed;
+    ``runs.results`` and ``runs.specs`` are the two halves, in order."""
+
+    def __init__(self, pairs=()):
+        pairs = tuple(pairs)
+        for p in pairs:
+            if not (isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], RunSpec)
+                    and isinstance(p[1], RunResult)):
+                raise TypeError(f"a Runs holds (RunSpec, RunResult) pairs, got {_brief(p)}")
+        self._pairs = pairs
+
+    def __iter__(self):
+        return iter(self._pairs)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __getitem__(self, i):
+        return self._pairs[i]
+
+    def __eq__(self, other):
+        return isinstance(other, Runs) and self._pairs == other._pairs
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        names = ", ".join(s.name for s, _ in self._pairs[:4]) + (", ..." if len(self) > 4 else "")
+        return f"Runs({len(self)} runs: {names})"
+
+    @property
+    def specs(self) -> list:
+        return [s for s, _ in self._pairs]
+
+    @property
+    def results(self) -> list:
+        return [r for _, r in self._pairs]
+
+    def where(self, **tags) -> "Runs":
+        """The runs whose ``spec.tags`` hold every given value (a missing tag never matches)."""
+        return Runs(p for p in self._pairs if all(k in p[0].tags and p[0].tags[k] == v for k, v in tags.items()))
+
+    def on(self, engine: str) -> "Runs":
+        """The runs of one engine ("numpy" or "torch")."""
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+        return Runs(p for p in self._pairs if p[0].engine == engine)
+
+    def by_engine(self, engines=None) -> dict:
+        """``{engine: Runs}`` for ``engines`` (default: those present), in ENGINES order when not given."""
+        engines = [e for e in ENGINES if any(s.engine == e for s, _ in self._pairs)] if engines is None else engines
+        return {e: self.on(e) for e in engines}
+
+    def by_seed(self) -> "Runs":
+        """The same runs sorted by seed (stable: equal seeds keep their order)."""
+        return Runs(sorted(self._pairs, key=lambda p: p[0].seed))
 
 
-@lru_cache(maxsize=8)
-def load_data(dataset: str, num_train: int | None, num_val: int | None, num_test: int | None,
-              flatten: bool) -> dict:
-    """The dataset as the course's dict, cached per process (the loaders cache the
-    decoded files, so other subset sizes cost only the split)."""
-    from ..data import get_CIFAR10_data, load_fashion_mnist, load_mnist
-    sizes = {k: v for k, v in (("num_training", num_train), ("num_validation", num_val),
-                                ("num_test", num_test)) if v is not None}
-    if dataset == "cifar10":
-        data = get_CIFAR10_data(**sizes)
-        if flatten:
-            data = {k: (v.reshape(len(v), -1) if k.startswith("X") else v) for k, v in data.items()}
-    else:
-        loader = load_fashion_mnist if dataset == "fashion-mnist" else load_mnist
-        data = loader(flatten=flatten, **sizes)
-    for v in data.values():
-        v.setflags(write=False)
-    return data
-
-
-def build_model(spec: RunSpec, data: dict):
-    from ..models import FullyConnectedNet, ThreeLayerConvNet
-    kwargs = {"rng_seed": spec.seed, **spec.model_kwargs}
-    classes = int(max(data["y_train"].max(), data["y_val"].max())) + 1
-    if spec.model == "fc":
-        kwargs.setdefault("input_dim", int(np.prod(data["X_train"].shape[1:])))
-        kwargs.setdefault("num_classes", classes)
-        return FullyConnectedNet(**kwargs)
-    kwargs.setdefault("input_dim", tuple(data["X_train"].shape[1:]))
-    kwargs.setdefault("num_classes", classes)
-    return ThreeLayerConvNet(**kwargs)
-
-
-def _predict(model, X, batch_size=500, mode="test"):
-    """Predicted classes; ``mode='train'`` normalizes each batch with its own
-    statistics (the PyTorch notebook's evaluation in ``model.train()``). The
-    model's running statistics are restored afterwards, so evaluating never
-    changes the model."""
-    if mode == "train" and not hasattr(model, "scores"):  # ThreeLayerConvNet on the NumPy engine
-        raise ValueError(f"{type(model).__name__} cannot evaluate in train mode (no scores(X, mode))")
-    saved = model.state_arrays() if hasattr(model, "state_arrays") else None
-    try:
-        preds = [(model.scores(X[i:i + batch_size], mode) if mode == "train" else model.loss(X[i:i + batch_size]))
-                 .argmax(axis=1) for i in range(0, len(X), batch_size)]
-    finally:
-        if saved is not None:
-            model.load_state_arrays(saved)
-    return np.concatenate(preds)
-
-
-def execute(spec: RunSpec) -> RunResult:
-    """Train the run described by ``spec`` and measure it. Never raises for a
-    failing run: the result's status is 'failed' with the error message."""
-    t0 = time.perf_counter()
-    base = dict(spec_hash=spec.spec_hash, experiment=spec.experiment, name=spec.name, code_version=code_version())
-    try:
-        from ..solver import Solver
-        flatten = spec.model == "fc"
-        data = load_data(spec.dataset, spec.num_train, spec.num_val, spec.num_test, flatten)
-        model = build_model(spec, data)
-        if spec.engine == "torch":
-            from ..engines.pytorch import TorchModel
-            model = TorchModel(model)
-        solver_kwargs = {"seed": spec.seed, **spec.solver_kwargs, "verbose": False}
-        solver = Solver(model, {k: data[k] for k in ("X_train", "y_train", "X_val", "y_val")}, **solver_kwargs)
-        solver.train()
-        extras = {}
-        if spec.evaluate:
-            X, y = data["X_test"], data["y_test"]
-            if "test_acc" in spec.evaluate or "per_class_test_acc" in spec.evaluate:
-                pred = _predict(model, X)
-                extras["test_acc"] = float(np.mean(pred == y))
-                if "per_class_test_acc" in spec.evaluate:
-                    extras["per_class_test_acc"] = [float(np.mean(pred[y == c] == c)) if np.any(y == c) else None
-                                                    for c in range(int(y.max()) + 1)]
-            if "test_acc_train_mode" in spec.evaluate:
-                pred = _predict(model, X, batch_size=solver_kwargs.get("batch_size", 100), mode="train")
-                extras["test_acc_train_mode"] = float(np.mean(pred == y))
-        return RunResult(**base, status="diverged" if solver.diverged else "finished",
-                         loss_history=_finite_or_none(solver.loss_history),
-                         train_acc_history=[float(a) for a in solver.train_acc_history],
-                         val_acc_history=[float(a) for a in solver.val_acc_history],
-                         best_val_acc=float(solver.best_val_acc),
-                         iterations_per_epoch=max(len(data["X_train"]) // solver.batch_size, 1),
-                         extras=extras, seconds=time.perf_counter() - t0,
-                         error=getattr(solver, "divergence_reason", None) if solver.diverged else None)
-    except Exception as exc:  # noqa: BLE001 - a failing run is data, not a crash of the sweep
-        return RunResult(**base, status="failed", seconds=time.perf_counter() - t0,
-                         error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+def recipe_results(specs, results: dict) -> Runs:
+    """What a recipe's ``analyze`` receives: its runs that have a result in ``results``
+    ({spec_hash: RunResult}), paired with their specs, in the order of ``specs``."""
+    return Runs((s, results[s.spec_hash]) for s in specs if s.spec_hash in results)

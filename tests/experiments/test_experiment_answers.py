@@ -13,7 +13,8 @@ pytest.importorskip("matplotlib")
 from normlab.lab import figures  # noqa: E402
 from normlab.experiments import (batch_size, bn_backward_speed, bn_forward, bn_vs_baseline, gradcheck,  # noqa: E402
                                  spatial_bn, train_eval_mode, weight_scale)
-from normlab.lab.runs import RunResult, RunSpec, execute  # noqa: E402
+from normlab.lab.execute import execute  # noqa: E402
+from normlab.lab.runs import RunResult, Runs, RunSpec  # noqa: E402
 from normlab.experiments.summarize import Spread, compare, spread  # noqa: E402
 from normlab.engines.gradchecks import CheckResult  # noqa: E402
 
@@ -26,6 +27,14 @@ def fake(name, val, train=None, loss=None, status="finished", per_epoch=2, extra
     return RunResult(spec_hash=name, experiment="x", name=name, status=status, loss_history=list(loss),
                      train_acc_history=list(train), val_acc_history=list(val), best_val_acc=max(val),
                      iterations_per_epoch=per_epoch, extras=extras or {}, error=error)
+
+
+def paired(mod, cfg, results: dict) -> Runs:
+    """What ``analyze`` receives: the recipe's runs (specs from ``mod.runs(cfg)``) paired with
+    ``results`` ({run name: RunResult}); every name must be one of the recipe's runs."""
+    specs = mod.runs(cfg)
+    assert set(results) <= {s.name for s in specs}, set(results) - {s.name for s in specs}
+    return Runs((s, results[s.name]) for s in specs if s.name in results)
 
 
 def _pngs(section):
@@ -42,7 +51,7 @@ def test_bn_vs_baseline_says_so_when_batch_norm_is_worse(tmp_path):
                                              loss=[2.0, 1.0, 0.5, 0.4])
         results[f"batchnorm/seed={s}"] = fake(f"batchnorm/seed={s}", [0.1, 0.3 + 0.01 * s, 0.4 + 0.01 * s],
                                               loss=[2.0, 1.8, 1.5, 1.4])
-    sec = bn_vs_baseline.analyze(cfg, results, tmp_path)
+    sec = bn_vs_baseline.analyze(cfg, paired(bn_vs_baseline, cfg, results), tmp_path)
     assert "best validation accuracy is higher with no normalization, 0.705" in sec.answer
     assert "training loss in epoch 10 is lower with no normalization" in sec.answer
     assert "the seed ranges do not overlap" in sec.answer
@@ -56,7 +65,7 @@ def test_weight_scale_says_batch_norm_is_more_sensitive_when_it_is(tmp_path):
     for w, vb, vn in zip(cfg.weight_scales, (0.5, 0.52, 0.51), (0.15, 0.6, 0.25)):
         results[weight_scale.run_name("baseline", w, 0)] = fake("b", [0.1, vb])
         results[weight_scale.run_name("batchnorm", w, 0)] = fake("n", [0.1, vn])
-    sec = weight_scale.analyze(cfg, results, tmp_path)
+    sec = weight_scale.analyze(cfg, paired(weight_scale, cfg, results), tmp_path)
     assert "spans 0.500-0.520 without batch norm (range 0.020)" in sec.answer
     assert "0.150-0.600 with it (range 0.450)" in sec.answer
     assert "batch norm makes it more sensitive" in sec.answer and "less sensitive" not in sec.answer
@@ -76,7 +85,7 @@ def test_weight_scale_diverged_run_is_listed_plotted_and_has_no_final_loss(tmp_p
     results[bad] = fake(bad, [0.1, 0.2], loss=[2.3, 40.0, 1e6, None], status="diverged",
                         error="epoch 1, iteration 4: loss is inf")
     del results[weight_scale.run_name("batchnorm", 1.0, 1)]            # and one missing
-    sec = weight_scale.analyze(cfg, results, tmp_path)
+    sec = weight_scale.analyze(cfg, paired(weight_scale, cfg, results), tmp_path)
     assert _pngs(sec)
     assert f"1 diverged ({bad})" in sec.answer and "1 without a result" in sec.answer
     row = sec.table[-1]
@@ -98,7 +107,7 @@ def test_a_really_diverging_run_is_recorded_and_analyzed(tmp_path):
                      num_train=100)
     results = {s.name: execute(blowup if s.name == name else s) for s in specs}
     assert results[name].status == "diverged" and results[name].error
-    sec = weight_scale.analyze(cfg, results, tmp_path)
+    sec = weight_scale.analyze(cfg, paired(weight_scale, cfg, results), tmp_path)
     assert _pngs(sec) and "diverged" in sec.answer and "diverged" in sec.table[-1]["runs"]
 
 
@@ -108,7 +117,7 @@ def test_batch_size_says_layer_norm_varies_more_when_it_does(tmp_path):
     for b, vb, vl in ((5, 0.70, 0.50), (50, 0.71, 0.80)):
         results[f"batchnorm/batch={b}/seed=0"] = fake("bn", [0.1, vb])
         results[f"layernorm/batch={b}/seed=0"] = fake("ln", [0.1, vl])
-    sec = batch_size.analyze(cfg, results, tmp_path)
+    sec = batch_size.analyze(cfg, paired(batch_size, cfg, results), tmp_path)
     assert "batch norm's best validation accuracy varies by 0.010 and layer norm's by 0.300" in sec.answer
     assert "here batch norm depends less on the batch size than layer norm" in sec.answer
     assert "0.500 / 0.800" in sec.answer and "increases with the batch size" in sec.answer
@@ -120,7 +129,7 @@ def test_spatial_bn_says_so_when_normalization_hurts(tmp_path):
     cfg = dataclasses.replace(spatial_bn.Config(), seeds=(0,))
     results = {"baseline/seed=0": fake("a", [0.1, 0.7, 0.8]), "batchnorm/seed=0": fake("b", [0.1, 0.5, 0.6]),
                "groupnorm/seed=0": fake("c", [0.1, 0.72, 0.85])}
-    sec = spatial_bn.analyze(cfg, results, tmp_path)
+    sec = spatial_bn.analyze(cfg, paired(spatial_bn, cfg, results), tmp_path)
     assert "best validation accuracy is higher with no normalization, 0.800, than with spatial batch norm" in sec.answer
     assert "best validation accuracy is higher with group norm, 0.850" in sec.answer
 
@@ -134,7 +143,7 @@ def test_train_eval_mode_answers_from_the_measured_accuracies(tmp_path):
         "batchnorm/seed=0": fake("b", [0.1, 0.7, 0.75], extras={"test_acc": 0.74, "test_acc_train_mode": 0.79,
                                                                 "per_class_test_acc": [0.4] * 9 + [0.9]}),
     }
-    sec = train_eval_mode.analyze(cfg, results, tmp_path)
+    sec = train_eval_mode.analyze(cfg, paired(train_eval_mode, cfg, results), tmp_path)
     assert "test accuracy (eval mode) is higher with no normalization, 0.840" in sec.answer
     assert "scores 0.790 against 0.740 in eval mode: 0.050 higher (5.0 percentage points)" in sec.answer
     assert "identical accuracy" in sec.answer
@@ -150,7 +159,7 @@ def test_failed_and_missing_runs_do_not_break_the_analysis(tmp_path):
     results = {"baseline/seed=0": fake("b0", [0.1, 0.5]),
                "batchnorm/seed=0": RunResult("h", "bn-vs-baseline", "batchnorm/seed=0", "failed",
                                              error="ValueError: boom\ntraceback")}
-    sec = bn_vs_baseline.analyze(cfg, results, tmp_path)
+    sec = bn_vs_baseline.analyze(cfg, paired(bn_vs_baseline, cfg, results), tmp_path)
     assert "best validation accuracy of batch norm is not available" in sec.answer
     assert "1 failed (batchnorm/seed=0)" in sec.answer and "2 without a result" in sec.answer
     assert sec.table[1]["runs"] == "failed: seed=0 (ValueError: boom); 1 missing"
@@ -162,12 +171,12 @@ def test_failed_and_missing_runs_do_not_break_the_analysis(tmp_path):
 def test_gradcheck_reports_failures_by_name(tmp_path):
     rows = [CheckResult("affine_backward", "dx", 1e-12, 1e-8), CheckResult("layernorm_backward", "dx", 3e-6, 1e-8),
             CheckResult("FullyConnectedNet(dropout)", "W1", 1.0, 1e-5, "keep=0.5")]
-    sec = gradcheck.analyze(gradcheck.Config(), {}, tmp_path, checks=lambda seed, nets: rows)
+    sec = gradcheck.analyze(gradcheck.Config(), Runs(), tmp_path, checks=lambda seed, nets: rows)
     assert sec.answer.startswith("1 of 3 gradients are within the course's bounds.")
     assert "layernorm_backward dx (errors up to 3.0e-06 against 1e-08)" in sec.answer
     assert "FullyConnectedNet(dropout) (keep=0.5) W1" in sec.answer and "disagree entirely" in sec.answer
     assert sec.metrics["within_bounds"] == 1 and _pngs(sec)
-    all_ok = gradcheck.analyze(gradcheck.Config(), {}, tmp_path, checks=lambda seed, nets: rows[:1])
+    all_ok = gradcheck.analyze(gradcheck.Config(), Runs(), tmp_path, checks=lambda seed, nets: rows[:1])
     assert "Outside" not in all_ok.answer and all_ok.answer.startswith("1 of 1 gradients")
 
 
@@ -177,11 +186,11 @@ def test_bn_backward_speed_wording_follows_the_timings(tmp_path):
     slow_alt = {"errors": errs, "times": [[1e-4] * 5, [2e-4] * 5],
                 "scaling": {10: {"staged": 1e-5, "simplified": 1e-5, "speedup": 1.0},
                             100: {"staged": 1e-4, "simplified": 2e-4, "speedup": 0.5}}}
-    sec = bn_backward_speed.analyze(cfg, {}, tmp_path, measured=slow_alt)
+    sec = bn_backward_speed.analyze(cfg, Runs(), tmp_path, measured=slow_alt)
     assert "simplified backward is slower here, 2.00 times the staged time" in sec.answer
     assert sec.answer.startswith("The two backward passes agree")
     fast = dict(slow_alt, times=[[3e-4] * 5, [1e-4] * 5], errors=[{"dx": 1e-3, "dgamma": 0.0, "dbeta": 0.0}])
-    sec = bn_backward_speed.analyze(cfg, {}, tmp_path, measured=fast)
+    sec = bn_backward_speed.analyze(cfg, Runs(), tmp_path, measured=fast)
     assert "3.00 times as fast" in sec.answer and "do not agree" in sec.answer
 
 

@@ -15,7 +15,8 @@ pytest.importorskip("matplotlib")
 from normlab.experiments import registry  # noqa: E402
 from normlab.experiments import (batch_size, bn_backward_speed, bn_forward, bn_vs_baseline, gradcheck,  # noqa: E402
                                  spatial_bn, train_eval_mode, weight_scale)
-from normlab.lab.runs import RunSpec, Section, execute  # noqa: E402
+from normlab.lab.execute import execute  # noqa: E402
+from normlab.lab.runs import RunSpec, Section, recipe_results  # noqa: E402
 from normlab.experiments.summarize import fmt  # noqa: E402
 
 COURSE_ORDER = ["bn-forward", "gradcheck", "bn-backward-speed", "bn-vs-baseline", "weight-scale", "batch-size",
@@ -62,9 +63,10 @@ def quick_sections(tmp_path_factory):
     for name, mod in registry.RECIPES.items():
         cfg = mod.quick(mod.Config())
         specs = mod.runs(cfg)
-        results = {s.name: execute(s) for s in specs}
+        done = recipe_results(specs, {s.spec_hash: execute(s) for s in specs})
+        results = {s.name: r for s, r in done}
         d = tmp_path_factory.mktemp(name)
-        out[name] = (cfg, specs, results, mod.analyze(cfg, results, d))
+        out[name] = (cfg, specs, results, mod.analyze(cfg, done, d))
     return out
 
 
@@ -105,6 +107,24 @@ def test_default_runs_are_unique_readable_and_json(name):
     assert mod.quick(cfg) != cfg or not specs
     assert cfg.dataset == "fashion-mnist"
     assert dataclasses.replace(cfg, dataset="mnist").dataset == "mnist"
+    # the legacy spelling an old config.json may carry is read as the data registry's
+    assert dataclasses.replace(cfg, dataset="cifar10").dataset == "cifar-10"
+
+
+@pytest.mark.parametrize("name", COURSE_ORDER)
+def test_runs_are_told_apart_by_engine_seed_and_tags(name):
+    """What analyze groups by: every run of a recipe is one (engine, seed, tags), and the tags
+    carry the recipe's structure as typed values (never to be parsed out of the names)."""
+    mod = registry.get(name)
+    cfg = mod.Config()
+    specs = mod.runs(dataclasses.replace(cfg, engine="both") if hasattr(cfg, "engine") else cfg)
+    keys = [(s.engine, s.seed, tuple(sorted(s.tags.items()))) for s in specs]
+    assert len(set(keys)) == len(specs) and all(s.tags.get("net") for s in specs)
+    assert {s.seed for s in specs} <= set(cfg.seeds)
+    if name == "weight-scale":
+        assert {s.tags["scale"] for s in specs} == set(cfg.weight_scales)
+    if name == "batch-size":
+        assert {s.tags["batch"] for s in specs} == {*cfg.batch_sizes, cfg.baseline_batch_size}
 
 
 def test_course_settings_and_run_counts():
@@ -134,7 +154,8 @@ def test_course_settings_and_run_counts():
     (bn_vs_baseline, {"seeds": ()}, "seeds"),
     (bn_vs_baseline, {"seeds": (0, 0)}, "distinct"),
     (bn_vs_baseline, {"seeds": (-1,)}, "seeds"),
-    (bn_vs_baseline, {"dataset": "imagenet"}, "dataset must be one of"),
+    (bn_vs_baseline, {"dataset": "imagenet"}, "dataset must be one of fashion-mnist, mnist, cifar-10, got 'imagenet'"),
+    (bn_vs_baseline, {"engine": "jax"}, "engine must be one of numpy, torch, both, auto, got 'jax'"),
     (bn_vs_baseline, {"batch_size": 5000}, "exceeds num_train"),
     (bn_vs_baseline, {"learning_rate": -1e-3}, "learning_rate"),
     (weight_scale, {"weight_scales": (1e-3, 0.0)}, "weight_scales"),

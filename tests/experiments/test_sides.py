@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import sys
 
 import pytest
 
 from normlab.lab import figures
 from normlab.experiments import sides
-from normlab.lab.runs import RunResult, RunSpec, execute
+from normlab.lab.execute import execute
+from normlab.lab.runs import RunResult, RunSpec, recipe_results
 from normlab.experiments.registry import RECIPES
 from normlab.experiments.summarize import Spread, spread
 from normlab.reproduce import plan
@@ -31,23 +33,42 @@ def test_training_recipes_are_the_five_course_experiments():
                                                  "weight-scale"]
 
 
+def _done(specs):
+    """Every spec with a (fake) finished result, as analyze receives them."""
+    return recipe_results(specs, {s.spec_hash: RunResult(s.spec_hash, s.experiment, s.name, "finished",
+                                                         loss_history=[2.3, 2.0], train_acc_history=[0.1, 0.5],
+                                                         val_acc_history=[0.1, 0.4], iterations_per_epoch=1)
+                                  for s in specs})
+
+
 def test_expand_and_split_round_trip():
-    specs = [RunSpec(experiment="x", name=f"{n}/seed=0", model="fc") for n in ("baseline", "batchnorm")]
+    specs = [RunSpec(experiment="x", name=f"{n}/seed=0", model="fc", tags={"net": n})
+             for n in ("baseline", "batchnorm")]
     both = sides.expand("both", specs)
     assert [(s.engine, s.name) for s in both] == [
         ("numpy", "baseline/seed=0"), ("numpy", "batchnorm/seed=0"),
         ("torch", "torch/baseline/seed=0"), ("torch", "torch/batchnorm/seed=0")]
+    assert [s.tags for s in both] == [s.tags for s in specs] * 2       # twins keep the recipe's tags
     assert [s.name for s in sides.expand("torch", specs)] == [s.name for s in specs]
     assert all(s.engine == "torch" for s in sides.expand("torch", specs))
     assert sides.expand("numpy", specs) == specs            # NumPy runs keep their identity (spec hash)
-    results = {s.name: s.engine for s in both}
-    parts = sides.split("both", results)
+    parts = sides.split("both", _done(both))
     assert list(parts) == ["numpy", "torch"]
-    assert parts["numpy"] == {"baseline/seed=0": "numpy", "batchnorm/seed=0": "numpy"}
-    assert parts["torch"] == {"baseline/seed=0": "torch", "batchnorm/seed=0": "torch"}
-    assert sides.split("torch", {"a/seed=0": 1}) == {"torch": {"a/seed=0": 1}}
-    with pytest.raises(ValueError, match="engine must be one of numpy, torch, both, got 'jax'"):
-        sides.variants("jax")
+    assert [(s.engine, s.name) for s in parts["numpy"].specs] == [("numpy", "baseline/seed=0"),
+                                                                  ("numpy", "batchnorm/seed=0")]
+    assert [(s.engine, s.name) for s in parts["torch"].specs] == [("torch", "torch/baseline/seed=0"),
+                                                                  ("torch", "torch/batchnorm/seed=0")]
+    assert [s.tags["net"] for s in parts["torch"].specs] == ["baseline", "batchnorm"]
+    # grouped by spec.engine, not by name: a NumPy run whose name starts with "torch/" stays NumPy
+    odd = RunSpec(experiment="x", name="torch/baseline/seed=1", model="fc", seed=1, tags={"net": "baseline"})
+    parts = sides.split("both", _done([*both, odd]))
+    assert odd in parts["numpy"].specs and odd not in parts["torch"].specs
+    with pytest.raises(TypeError, match="Runs of \\(spec, result\\) pairs.*got a dict"):
+        sides.split("both", {s.name: r for s, r in _done(both)})      # the pre-pairs {name: result}
+    alone = sides.split("torch", _done(sides.expand("torch", specs)))
+    assert list(alone) == ["torch"] and len(alone["torch"]) == 2
+    with pytest.raises(ValueError, match="engine must be one of numpy, torch, both, auto, got 'jax'"):
+        sides.engines("jax")
 
 
 @pytest.mark.parametrize("mod", TRAINING, ids=lambda m: m.NAME)
@@ -60,7 +81,7 @@ def test_every_training_recipe_accepts_both_and_doubles_its_runs(mod):
     for a, b in zip(one, torch_side):
         assert b.engine == "torch" and b.name == "torch/" + a.name
         assert dataclasses.replace(b, engine="numpy", name=a.name) == a   # same net, data, schedule, seed
-    with pytest.raises(ValueError, match="engine must be one of numpy, torch, both, got 'jax'"):
+    with pytest.raises(ValueError, match="engine must be one of numpy, torch, both, auto, got 'jax'"):
         mod.Config(engine="jax")
 
 
@@ -101,13 +122,31 @@ def test_torch_runs_are_drawn_dashed_in_the_same_colour(monkeypatch):
     assert lines["batchnorm [numpy]"].get_color() == lines["batchnorm [torch]"].get_color()
 
 
-def test_bn_vs_baseline_shows_both_engines_by_default_when_torch_is_there(monkeypatch):
+def test_bn_vs_baseline_shows_both_engines_by_default_when_torch_is_there(monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib")
     from normlab.experiments import bn_vs_baseline
     from normlab.engines.pytorch import torch_available
-    assert bn_vs_baseline.Config().engine == ("both" if torch_available() else "numpy")
-    monkeypatch.setitem(sys.modules, "torch", None)          # `import torch` raises ImportError
     cfg = bn_vs_baseline.Config()
-    assert cfg.engine == "numpy" and all(s.engine == "numpy" for s in bn_vs_baseline.runs(cfg))
+    assert cfg.engine == "auto"
+    engines = ["numpy", "torch"] if torch_available() else ["numpy"]
+    assert list(dict.fromkeys(s.engine for s in bn_vs_baseline.runs(cfg))) == engines
+    assert sides.section_config(cfg)["engine"] == ("auto: both" if torch_available() else "auto: numpy")
+    monkeypatch.setitem(sys.modules, "torch", None)          # `import torch` raises ImportError
+    assert bn_vs_baseline.Config() == cfg                    # the same Config (and config.json) without torch
+    assert all(s.engine == "numpy" for s in bn_vs_baseline.runs(cfg))
+    tiny = dataclasses.replace(_tiny(bn_vs_baseline, "auto"), seeds=(0,))
+    section = bn_vs_baseline.analyze(tiny, _done(bn_vs_baseline.runs(tiny)), tmp_path)
+    assert section.config["engine"] == "auto: numpy" and "torch engine" not in section.metrics
+
+
+@pytest.mark.parametrize("mod", list(RECIPES.values()), ids=lambda m: m.NAME)
+def test_no_config_depends_on_what_is_installed(mod, monkeypatch):
+    """The same command gives the same Config (so the same config.json) with and without PyTorch:
+    an "auto" engine is resolved only by runs() and analyze()."""
+    cfg, quick = mod.Config(), mod.quick(mod.Config())
+    monkeypatch.setitem(sys.modules, "torch", None)
+    assert mod.Config() == cfg and mod.quick(mod.Config()) == quick
+    assert json.dumps(dataclasses.asdict(mod.Config())) == json.dumps(dataclasses.asdict(cfg))
 
 
 @needs_torch
@@ -116,10 +155,10 @@ def test_both_engines_side_by_side_in_figures_table_answer_and_metrics(mod, tmp_
     pytest.importorskip("matplotlib")
     cfg = _tiny(mod, "both")
     specs = mod.runs(cfg)
-    results = {s.name: execute(s) for s in specs}
-    assert all(r.status in ("finished", "diverged") for r in results.values()), \
-        {n: r.error for n, r in results.items() if r.status == "failed"}
-    section = mod.analyze(cfg, results, tmp_path)
+    done = recipe_results(specs, {s.spec_hash: execute(s) for s in specs})
+    assert len(done) == len(specs) and all(r.status in ("finished", "diverged") for r in done.results), \
+        {s.name: r.error for s, r in done if r.status == "failed"}
+    section = mod.analyze(cfg, done, tmp_path)
     assert section.figures and all(p.is_file() for p in section.figures)
     assert "On the torch engine" in section.answer
     if mod.NAME == "batch-size":             # the unbiased running variance, named with its factors
@@ -127,7 +166,7 @@ def test_both_engines_side_by_side_in_figures_table_answer_and_metrics(mod, tmp_
         assert f"{b[0] / (b[0] - 1):.2f} times the course's biased one at batch {b[0]}" in section.answer
         assert "engines' best validation accuracies differ by " in section.answer
     # the torch side alone gives the numbers a torch-only run of the recipe gives
-    alone = mod.analyze(dataclasses.replace(cfg, engine="torch"), sides.split("both", results)["torch"],
+    alone = mod.analyze(dataclasses.replace(cfg, engine="torch"), sides.split("both", done)["torch"],
                         tmp_path / "torch-only")
     if mod.NAME == "train-eval-mode":        # one column per net and engine
         assert {"baseline (torch engine)", "batchnorm (torch engine)"} <= set(section.table[0])
