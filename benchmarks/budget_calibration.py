@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NORMLAB_NUM_THREADS"):
-    os.environ[_var] = "1"
+from normlab._threads import WORKER_ENV
+
+os.environ.update(WORKER_ENV)   # before NumPy is imported: one thread of everything, as a sweep worker
 
 import argparse  # noqa: E402
 import multiprocessing as mp  # noqa: E402
@@ -22,7 +23,8 @@ import time  # noqa: E402
 
 
 def _measure(spec_dict, queue):
-    from normlab.lab.runs import RunSpec, execute
+    from normlab.lab.execute import execute
+    from normlab.lab.runs import RunSpec
     t0 = time.perf_counter()
     result = execute(RunSpec.from_dict(spec_dict))
     queue.put((time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
@@ -34,7 +36,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="the --quick recipes' runs (seconds)")
     args = parser.parse_args()
     from normlab.lab.budget import _bytes, run_cost
-    from normlab.reproduce import plan
+    from normlab.lab.plan import plan
 
     picked = {}
     for p in plan(quick=args.quick, engine="numpy"):

@@ -169,7 +169,7 @@ def _finish_outcome(outcome) -> int:
 
 
 def _cmd_list(args) -> int:
-    from .reproduce import recipes
+    from .lab.plan import recipes
     table = recipes()
     width = max((len(n) for n in table), default=0)
     print(f"{'experiment':<{width}}  {'runs':>4}  {'quick':>5}  title")
@@ -185,7 +185,7 @@ def _cmd_list(args) -> int:
 def _experiment_parser(name, mod) -> argparse.ArgumentParser:
     """``normlab run NAME``'s options: one per Config field, typed like the field."""
     from .lab.report import format_value
-    from .reproduce import metavar
+    from .lab.configs import metavar
     p = argparse.ArgumentParser(prog=f"normlab run {name}", allow_abbrev=False,
                                 description=f"{mod.TITLE}. {mod.QUESTION}",
                                 epilog="Sequences are given comma-separated (--hidden-dims 100,100); "
@@ -195,7 +195,8 @@ def _experiment_parser(name, mod) -> argparse.ArgumentParser:
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         flag = "--" + f.name.replace("_", "-")
         flags = [flag] + (["--" + f.name] if "_" in f.name else [])
-        what = ("numpy, torch (the same nets in torch.nn; normlab[torch]) or both side by side; "
+        what = ("numpy, torch (the same nets in torch.nn; normlab[torch]), both side by side, or auto "
+                "(both when PyTorch is installed, else numpy); "
                 if f.name == "engine" else "")
         p.add_argument(*flags, dest=f.name, default=argparse.SUPPRESS, metavar=metavar(mod.Config, f.name),
                        help=f"{what}default: {format_value(default)}")
@@ -203,7 +204,8 @@ def _experiment_parser(name, mod) -> argparse.ArgumentParser:
 
 
 def _run_overrides(parser, run_parser, args, extras) -> dict:
-    from .reproduce import coerce_overrides, recipes
+    from .lab.configs import coerce_overrides
+    from .lab.plan import recipes
     table = recipes()
     if args.experiment is None:
         if args.help:
@@ -336,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "figures, metrics.json, report.md and a self-contained report.html.")
     rp.add_argument("--only", metavar="NAME,...", type=lambda t: [n for n in t.split(",") if n],
                     help="run only these experiments (comma-separated names from `normlab list`)")
-    rp.add_argument("--engine", choices=("numpy", "torch", "both"),
+    rp.add_argument("--engine", choices=("numpy", "torch", "both", "auto"),
                     help="train every experiment's nets on this engine; 'both' puts the torch engine "
                          "(normlab[torch]) beside the NumPy engine in every figure and table "
                          "(default: each experiment's own, see `normlab run NAME --help`)")
@@ -417,7 +419,7 @@ def _parse(argv):
             rp.error("--resume RUN_DIR continues that directory with its own configuration; "
                      "leave out --only, --quick, --engine and --out")
         if args.only:
-            from .reproduce import recipes
+            from .lab.plan import recipes
             unknown = [n for n in args.only if n not in recipes()]
             if unknown:
                 rp.error(f"unknown experiment(s) {', '.join(unknown)}; choose from: {', '.join(recipes())}")

@@ -16,7 +16,7 @@ Memory of one run (bytes; ``b`` = the dtype's size, float32 by default)::
                their gradients), conv: 2 im2col buffers + 8 feature maps;
                accuracy checks run in chunks of up to 500 images
 
-A worker keeps up to 8 prepared datasets (``experiments.base.load_data``), so
+A worker keeps up to 8 prepared datasets (``lab.execute.load_data``), so
 its peak is the process, the largest run's parameters and activations, and
 the data of up to 8 distinct data sets its runs use.
 
@@ -45,11 +45,11 @@ RUN_OVERHEAD = 0.4            # seconds per run: loading the data, building the 
 PROCESS_BYTES = {"numpy": 120e6, "torch": 450e6}
 MAX_SECONDS = 12 * 3600       # longer sweeps need --yes
 MEMORY_FRACTION = 0.8         # of the memory available now, for all workers together
-_DATA_CACHE = 8               # datasets one worker keeps (experiments.base.load_data)
+_DATA_CACHE = 8               # datasets one worker keeps (lab.execute.load_data)
 # Images (and pixels per image) a loader gives by default: the registry's datasets.
 _DEFAULT_SIZES = {"fashion-mnist": (59000, 1000, 10000, (1, 28, 28)), "mnist": (59000, 1000, 10000, (1, 28, 28)),
-                  "cifar10": (49000, 1000, 1000, (3, 32, 32))}
-_ALL_IMAGES = {"fashion-mnist": 70000, "mnist": 70000, "cifar10": 60000}
+                  "cifar-10": (49000, 1000, 1000, (3, 32, 32))}
+_ALL_IMAGES = {"fashion-mnist": 70000, "mnist": 70000, "cifar-10": 60000}
 
 
 @dataclass(frozen=True)

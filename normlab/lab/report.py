@@ -8,9 +8,6 @@ base64 ``data:`` URIs and carries its CSS inline, so it is one file that can
 be mailed or archived and still shows everything (no external ``src`` or
 ``href``). Both files are written atomically (temporary file, fsync, rename):
 a reader sees the old report or the new one, never part of one.
-
-:func:`rebuild_report` re-analyzes a run directory from its stored configs and
-run store without training anything (``normlab report RUN_DIR``).
 """
 from __future__ import annotations
 
@@ -22,8 +19,7 @@ from pathlib import Path
 
 from .._io import write_text_atomic
 
-__all__ = ["write_report", "rebuild_report", "render_markdown", "render_html",
-           "format_value"]
+__all__ = ["write_report", "render_markdown", "render_html", "format_value"]
 
 
 def format_value(v) -> str:
@@ -211,10 +207,3 @@ def write_report(out_dir, sections: list, meta: dict) -> tuple[Path, Path]:
     write_text_atomic(page, render_html(out_dir, sections, meta))
     return md, page
 
-
-def rebuild_report(run_dir, progress=None):
-    """Re-analyze ``run_dir`` from its ``config.json`` and run store (no training) and
-    rewrite its figures, ``metrics.json`` and report. Returns the
-    :class:`~normlab.reproduce.Outcome`."""
-    from ..reproduce import rebuild
-    return rebuild(run_dir, progress=progress)

@@ -259,6 +259,10 @@ class RunStore:
                 pass
         return done
 
+    def hashes(self) -> set[str]:
+        """Hashes of every row, whatever its status ('running' and damaged rows included)."""
+        return {h for (h,) in self._read("SELECT spec_hash FROM runs")}
+
     def _read(self, sql, args=()) -> list:
         try:
             return self._conn.execute(sql, args).fetchall()

@@ -49,7 +49,8 @@ from collections import deque
 from typing import Callable, Iterable
 
 from .._threads import blas_threads, worker_environ
-from .runs import RunResult, RunSpec, code_version, execute
+from .execute import execute
+from .runs import RunResult, RunSpec, code_version
 from .store import RunStore
 
 __all__ = ["run_sweep", "check_scheduler", "die_with_parent",
@@ -218,7 +219,7 @@ def _cost(spec: RunSpec) -> float:
     it only orders the queue, never changes a result."""
     mk, sk = spec.model_kwargs, spec.solver_kwargs
     n = (spec.num_train or 50_000) * max(int(sk.get("num_epochs", 10)), 1)
-    chw = (3, 32, 32) if spec.dataset == "cifar10" else (1, 28, 28)
+    chw = (3, 32, 32) if spec.dataset == "cifar-10" else (1, 28, 28)
     if spec.model == "fc":
         dims = [math.prod(chw), *mk.get("hidden_dims", [100]), 10]
         return n * sum(a * b for a, b in zip(dims, dims[1:]))

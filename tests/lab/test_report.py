@@ -9,8 +9,6 @@ import sys
 import textwrap
 import time
 
-import pytest
-
 from normlab.lab.runs import Section
 from normlab.lab.progress import Progress, format_seconds
 from normlab.lab.report import format_value, render_html, render_markdown, write_report

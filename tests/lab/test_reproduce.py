@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import replace
 
 import pytest
 
@@ -53,20 +52,6 @@ def test_overrides_and_quick_resolve_into_config_json(recipe, tmp_path):
                                                                    "normalizations": "batchnorm"}})
     cfg = json.loads((tmp_path / "r/config.json").read_text())["experiments"]["fake"]["config"]
     assert cfg["hidden_dims"] == [12, 8] and cfg["note"] is None and res.total_runs == 1
-
-
-def test_config_round_trip_and_coercion():
-    cfg = fake.Config(hidden_dims=(3, 4), note="x")
-    assert R.config_from_dict(fake.Config, R.config_to_dict(cfg)) == cfg
-    got = R.coerce_overrides(fake.Config, {"num-epochs": "2", "learning_rate": "1e-2", "fail": "yes",
-                                           "note": "null", "num_train": "1e3"})
-    assert got == {"num_epochs": 2, "learning_rate": 0.01, "fail": True, "note": None, "num_train": 1000}
-    with pytest.raises(ValueError, match="unknown option 'epochs'; valid: hidden_dims, num_train"):
-        R.coerce_overrides(fake.Config, {"epochs": "2"})
-    with pytest.raises(ValueError, match="expected an integer, got '2.5'"):
-        R.coerce_overrides(fake.Config, {"num_epochs": "2.5"})
-    with pytest.raises(ValueError, match="has no field.s. bogus"):
-        R.config_from_dict(fake.Config, {"bogus": 1})
 
 
 def test_unknown_experiment_names_the_valid_ones(recipe, tmp_path):
@@ -146,6 +131,55 @@ def test_interrupted_sweep_resumes_and_matches_an_uninterrupted_run(recipe, tmp_
     assert json.loads((part / "config.json").read_text())["invocations"][0]["jobs"] == 1
 
 
+def test_resume_counts_what_is_done_once(recipe, tmp_path):
+    """One "sweep" event with the count from the store; the "run" events go on counting
+    from the runs already done; failed runs are counted as to do."""
+    part = tmp_path / "part"
+
+    def stop_after_first(event, **info):
+        if event == "run":
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        R.reproduce(part, jobs=1, progress=stop_after_first)
+    events = []
+    res = R.reproduce(part, resume=True, jobs=1, progress=lambda e, **i: events.append((e, i)))
+    sweeps = [i for e, i in events if e == "sweep"]
+    assert [(i["total"], i["todo"]) for i in sweeps] == [(2, 1)] and res.executed == 1
+    assert [(i["done"], i["total"]) for e, i in events if e == "run"] == [(2, 2)]
+
+    failed = tmp_path / "failed"
+    R.reproduce(failed, jobs=1, overrides={"fake": {"fail": True}})
+    events.clear()
+    res = R.reproduce(failed, resume=True, jobs=1, progress=lambda e, **i: events.append((e, i)))
+    assert [(i["total"], i["todo"]) for e, i in events if e == "sweep"] == [(2, 2)] and res.executed == 2
+    assert [(i["done"], i["total"]) for e, i in events if e == "run"] == [(1, 2), (2, 2)]
+
+
+def test_the_store_is_read_once_and_the_analyses_get_the_sweeps_results(recipe, tmp_path, monkeypatch):
+    """What is done is counted from one read of the store; the results the sweep returns go
+    to the analyses as they are (no second read), and equal what the store holds."""
+    import normlab.lab.runs as runs
+    import normlab.lab.store as store_mod
+    real_load, real_recipe_results = store_mod.RunStore.load, runs.recipe_results
+    loads, given = [], []
+
+    def load(self, *a, **kw):
+        loads.append(a)
+        return real_load(self, *a, **kw)
+
+    def recipe_results(specs, results):
+        given.append(dict(results))
+        return real_recipe_results(specs, results)
+    monkeypatch.setattr(store_mod.RunStore, "load", load)
+    monkeypatch.setattr(runs, "recipe_results", recipe_results)
+    out = tmp_path / "r"
+    assert R.reproduce(out, jobs=1).ok
+    assert len(loads) == 1 and len(given) == 1
+    with RunStore(out / "runs.sqlite") as store:
+        stored, damaged = real_load(store)
+    assert given[0] == stored and len(stored) == 2 and not damaged
+
+
 def test_resume_of_a_completed_dir_trains_nothing(recipe, tmp_path, monkeypatch):
     out = tmp_path / "r"
     R.reproduce(out, jobs=1)
@@ -190,13 +224,6 @@ def test_failed_runs_and_analysis_errors_are_problems_not_crashes(recipe, tmp_pa
     res = R.rebuild(tmp_path / "r", jobs=1)         # in this process, where the patch applies
     assert any("analysis of fake failed: ZeroDivisionError" in p for p in res.problems)
     assert "Not available: the analysis failed" in (tmp_path / "r/report.md").read_text()
-
-
-def test_history_paths_stay_inside_the_run_dir(tmp_path):
-    spec = replace(fake.runs(fake.Config())[0], name="../../etc/pass wd")
-    p = R.history_path(tmp_path, spec)
-    assert p == tmp_path / "runs/fake/_../_../etc/pass_wd.json"
-    assert tmp_path in p.parents
 
 
 def test_pin_blas_threads(monkeypatch):

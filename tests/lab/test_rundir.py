@@ -1,16 +1,24 @@
-"""One writer per run directory (the lock) and what a killed writer leaves behind
-(stale temporaries), at the level of normlab.lab.rundir; the commands that use them
-are tested in test_faults.py."""
+"""The run directory at the level of normlab.lab.rundir: one writer (the lock), what a
+killed writer leaves behind (stale temporaries), the checks made before the first
+byte, history paths, and runs restored from their histories; the commands that use
+them are tested in test_faults.py and test_reproduce.py."""
 import json
 import os
 import signal
 import subprocess
 import sys
 
+from dataclasses import replace
+
 import pytest
 
+import _fake_recipe as fake
 from normlab._io import atomic_write
-from normlab.lab.rundir import LOCK_FILE, RunDirBusy, RunDirLock, remove_stale_temporaries
+from normlab.lab.rundir import (CONFIG_FILE, CONFIG_FORMAT, LOCK_FILE, PROBE_PREFIX, RunDirBusy, RunDirError,
+                                RunDirLock, check_writable, clear, has_results, history_path, is_empty, load_config,
+                                open_store, refuse_not_empty, remove_stale_temporaries, restore_from_histories,
+                                write_json)
+from normlab.lab.runs import RunResult
 
 HOLD = """
 import sys, time
@@ -129,3 +137,64 @@ def test_atomic_write_on_a_full_device_names_the_file(tmp_path, monkeypatch):
         atomic_write(tmp_path / "m.json", lambda f: f.write(b"x" * 100_000))
     assert err.value.errno == 28
     assert not any(tmp_path.iterdir())
+
+
+def test_history_paths_stay_inside_the_run_dir(tmp_path):
+    spec = replace(fake.runs(fake.Config())[0], name="../../etc/pass wd")
+    p = history_path(tmp_path, spec)
+    assert p == tmp_path / "runs/fake/_../_../etc/pass_wd.json"
+    assert tmp_path in p.parents
+
+
+def test_empty_means_nothing_but_a_lock_and_write_probes(tmp_path):
+    out = tmp_path / "r"
+    assert is_empty(out)                                   # not there yet
+    check_writable(out)
+    assert out.is_dir() and is_empty(out) and not any(out.iterdir())   # the probe is gone again
+    (out / LOCK_FILE).write_text("{}")
+    (out / (PROBE_PREFIX + "abcdefgh")).write_text("")
+    assert is_empty(out)
+    refuse_not_empty(out)
+    (out / "notes.txt").write_text("mine")
+    assert not is_empty(out)
+    with pytest.raises(RunDirError, match=rf"^{out} already exists and is not empty; pass --resume {out}"):
+        refuse_not_empty(out)
+
+
+def test_clear_removes_all_but_the_lock(tmp_path):
+    (tmp_path / "runs/fake").mkdir(parents=True)
+    for rel in ("config.json", "runs/fake/a.json", LOCK_FILE):
+        (tmp_path / rel).write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "runs")
+    clear(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [LOCK_FILE]
+
+
+def test_load_config_names_what_is_wrong(tmp_path):
+    with pytest.raises(RunDirError, match=rf"^{tmp_path} is not a normlab run directory \(no config.json\)$"):
+        load_config(tmp_path)
+    write_json(tmp_path / CONFIG_FILE, {"format": "something else"})
+    with pytest.raises(RunDirError, match="is not a normlab run configuration"):
+        load_config(tmp_path)
+    write_json(tmp_path / CONFIG_FILE, {"format": CONFIG_FORMAT, "experiments": {}})
+    assert load_config(tmp_path) == {"format": CONFIG_FORMAT, "experiments": {}}
+
+
+def test_finished_runs_come_back_from_their_histories(tmp_path):
+    """An emptied store is refilled from the history files of finished (or diverged)
+    runs; failed runs, foreign or broken histories and runs with a row are left alone."""
+    specs = fake.runs(fake.Config(normalizations=("batchnorm", "none", "layernorm", "groupnorm")))
+    statuses = ("finished", "diverged", "failed", "finished")
+    for spec, status in zip(specs, statuses):
+        result = RunResult(spec_hash=spec.spec_hash, experiment=spec.experiment, name=spec.name, status=status,
+                           loss_history=[2.3, 2.2], seconds=1.0)
+        write_json(history_path(tmp_path, spec), {"spec": spec.to_dict(), "result": result.to_dict()})
+    history_path(tmp_path, specs[3]).write_text("{")       # a broken history: that run is trained again
+    by_hash = {s.spec_hash: s for s in specs}
+    assert not has_results(tmp_path)
+    with open_store(tmp_path) as store:
+        assert restore_from_histories(tmp_path, store, by_hash) == ["fake/batchnorm/seed=0", "fake/none/seed=0"]
+        assert store.hashes() == {specs[0].spec_hash, specs[1].spec_hash}
+        assert store.get(specs[0].spec_hash).loss_history == [2.3, 2.2]
+        assert restore_from_histories(tmp_path, store, by_hash) == []      # they have a row now
+    assert has_results(tmp_path)

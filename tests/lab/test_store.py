@@ -46,6 +46,7 @@ def test_round_trip_and_statuses(tmp_path):
         assert store.get(d.spec_hash) is None          # running: no result yet
         assert store.get("0" * 64) is None
         assert store.done_hashes() == {a.spec_hash, b.spec_hash}
+        assert store.hashes() == {a.spec_hash, b.spec_hash, c.spec_hash, d.spec_hash}   # 'running' too
         assert store.summary() == {"finished": 1, "diverged": 1, "failed": 1, "running": 1}
         assert len(store) == 4
         assert [s.name for s, _ in store.results()] == ["a", "b", "c"]
@@ -123,6 +124,7 @@ def test_a_damaged_row_names_the_file_and_the_run_and_is_set_aside(tmp_path, dam
         results, damaged = store.load()
         assert set(results) == {a.spec_hash} and set(damaged) == {b.spec_hash}
         assert store.done_hashes() == {a.spec_hash}          # a resumed sweep retrains it
+        assert store.hashes() == {a.spec_hash, b.spec_hash}  # a damaged row is still a row
         with pytest.raises(DamagedRow):
             store.results()
         store.put(b, result(b))                               # ... and the new result repairs the row

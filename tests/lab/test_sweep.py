@@ -12,7 +12,8 @@ import time
 import pytest
 
 from normlab.lab import sweep as sweep_mod
-from normlab.lab.runs import RunSpec, load_data
+from normlab.lab.execute import load_data
+from normlab.lab.runs import RunSpec
 from normlab.lab.store import RunStore
 from normlab import _threads
 from normlab._threads import WORKER_ENV, blas_threads
