@@ -1,15 +1,24 @@
 """The PyTorch engine: normlab's nets built from ``torch.nn``, behind the normlab model protocol.
 
-``TorchModel(model)`` takes a normlab ``FullyConnectedNet`` or
-``ThreeLayerConvNet`` and builds the same architecture from ``torch.nn``
-(Linear, BatchNorm1d/2d, LayerNorm, GroupNorm, Conv2d, MaxPool2d, ReLU,
-dropout) with the model's parameters COPIED in. It then behaves like a normlab
-model (``params``, ``loss(X, y=None)``, ``scores(X, mode)``,
-``state_arrays()``, ``load_state_arrays()``, ``rng``), so the unchanged
-``Solver`` trains it: the same minibatch order, accuracy checks, update rule
-(normlab's ``optim``, applied to the arrays), schedule, divergence handling and
-best snapshot as the NumPy engine, by construction. Only the forward and
-backward passes differ: ``torch.nn`` modules and autograd.
+``TorchModel(model)`` takes a normlab net (``FullyConnectedNet``,
+``ThreeLayerConvNet``: anything with ``architecture()``) and builds the net its
+``Architecture`` describes from ``torch.nn`` (Linear, BatchNorm1d/2d,
+LayerNorm, GroupNorm, Conv2d, MaxPool2d, ReLU, dropout) with the model's
+parameters COPIED in. It then implements the normlab model protocol
+(``normlab.nets.Model``: ``params``, ``loss(X, y=None)``, ``scores(X, mode)``,
+``state_arrays()``, ``load_state_arrays()``, ``rng``, ``num_classes``, ...), so
+the unchanged ``Solver`` trains it: the same minibatch order, accuracy checks,
+update rule (normlab's ``optim``, applied to the arrays), schedule, divergence
+handling and best snapshot as the NumPy engine, by construction. Only the
+forward and backward passes differ: ``torch.nn`` modules and autograd.
+
+Modules are named after normlab's parameters: ``linear{i}`` is the i-th
+linear layer (the conv net's ``linear1`` is its Conv2d), ``norm{i}`` the
+normalization after it, so ``W{i}``/``b{i}`` are ``linear{i}.weight``/``.bias``
+and ``gamma{i}``/``beta{i}`` are ``norm{i}.weight``/``.bias``; the running
+statistics ``running_mean{i}``/``running_var{i}`` are ``norm{i}``'s buffers.
+Which ``torch.nn`` module a normalization layer is comes from ``TORCH_NORMS``,
+keyed by the layer kinds of the normalization table (``normlab.nets.norms``).
 
 Parameters stay NumPy arrays in ``params`` (normlab's shapes: W is (in, out));
 each call wraps them without copying (``torch.from_numpy``) and passes them to
@@ -22,9 +31,9 @@ Conventions mapped explicitly:
   layer's ``BatchNormConfig.new_weight`` is that weight in either convention
   (course 0.9 on the old value -> 0.1), so the running MEAN follows the same
   recursion.
-- Batch-norm running statistics START as the NumPy model's: copied from its
-  ``bn_params`` when present, else its convention's initial values (course:
-  mean 0, variance 0; 'torch': mean 0, variance 1, PyTorch's own start). Left
+- Batch-norm running statistics START as the NumPy model's: its
+  ``state_arrays()`` when it has them, else its convention's initial values
+  (course: mean 0, variance 0; 'torch': mean 0, variance 1, PyTorch's own start). Left
   at PyTorch's variance 1, a course-convention net's eval-mode outputs differ
   between the engines for the first few hundred steps: after 20 steps
   (the first epoch's accuracy check of bn-vs-baseline) 0.9**20 = 12% of that 1
@@ -50,15 +59,30 @@ does not import it; ``require_torch()`` does, with a one-line error otherwise.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import re
 
 import numpy as np
 
-from ..nn.basic import dropout_forward, dropout_uniforms
+from ..nets.norms import NORMALIZATIONS
 
-__all__ = ["TorchModel", "require_torch", "torch_available", "TORCH_MISSING", "ENGINES"]
+__all__ = ["TorchModel", "require_torch", "torch_available", "TORCH_MISSING", "ENGINES", "TORCH_NORMS"]
 
 ENGINES = ("numpy", "torch")
 TORCH_MISSING = "PyTorch is not installed; the torch engine needs it: pip install 'normlab[torch]'"
+
+#: The torch.nn module of each layer kind of the normalization table, as
+#: ``(class name, keyword arguments from (NormConfig, batch-norm momentum))``.
+TORCH_NORMS = {
+    "batchnorm": ("BatchNorm1d", lambda cfg, momentum: {"eps": cfg.eps, "momentum": momentum}),
+    "spatial_batchnorm": ("BatchNorm2d", lambda cfg, momentum: {"eps": cfg.eps, "momentum": momentum}),
+    "layernorm": ("LayerNorm", lambda cfg, momentum: {"eps": cfg.eps}),
+    "groupnorm": ("GroupNorm", lambda cfg, momentum: {"eps": cfg.eps}),
+}
+
+# normlab parameter name -> (module prefix, module attribute): W3 -> linear3.weight
+_PARAM_PATHS = {"W": ("linear", "weight"), "b": ("linear", "bias"), "gamma": ("norm", "weight"),
+                "beta": ("norm", "bias")}
 
 
 def require_torch():
@@ -87,9 +111,22 @@ def _tensor(torch, a: np.ndarray):
     return torch.from_numpy(a)
 
 
+def _norm_module(nn, layer, num_features: int, cfg, momentum):
+    """The torch.nn module of a normalization-table layer over ``num_features`` features/channels.
+
+    ``momentum``: PyTorch's batch-norm momentum, None for the config's own (``new_weight``).
+    """
+    cls_name, kwargs = TORCH_NORMS[layer.kind]
+    if momentum is None and cfg.convention is not None:
+        momentum = cfg.batchnorm().new_weight
+    args = (cfg.groups, num_features) if cls_name == "GroupNorm" else (num_features,)
+    return getattr(nn, cls_name)(*args, **kwargs(cfg, momentum))
+
+
 def _modules(torch):
     """The nn.Module classes, defined once torch is importable."""
     nn = torch.nn
+    from ..nn.basic import dropout_uniforms
 
     class NumpyMaskDropout(nn.Module):
         """Inverted dropout (keep probability p) with masks drawn as normlab's ``dropout_forward`` draws them."""
@@ -111,166 +148,141 @@ def _modules(torch):
             return x * torch.from_numpy(mask)
 
     class FCNet(nn.Module):
-        """{Linear - [BatchNorm1d | LayerNorm] - ReLU - [dropout]} x (L-1) - Linear."""
+        """{linear{i} - [norm{i}] - ReLU - [dropout{i}]} for i < L, then linear{L}."""
 
-        def __init__(self, model, owner, momentum):
+        def __init__(self, arch, owner, momentum):
             super().__init__()
-            P = model.params
-            L = model.num_layers
-            self.blocks = nn.ModuleList()
-            for i in range(1, L):
-                d_in, d_out = P[f"W{i}"].shape
-                block = nn.Sequential()
-                block.append(nn.Linear(d_in, d_out, bias=f"b{i}" in P))
-                if model.normalization == "batchnorm":
-                    cfg = _bn_config(model.bn_params[i - 1])
-                    block.append(nn.BatchNorm1d(d_out, eps=cfg.eps,
-                                                momentum=cfg.new_weight if momentum is None else momentum))
-                elif model.normalization == "layernorm":
-                    block.append(nn.LayerNorm(d_out, eps=model.bn_params[i - 1].get("eps", 1e-5)))
-                block.append(nn.ReLU())
-                if model.use_dropout:
-                    block.append(NumpyMaskDropout(model.dropout_param["p"], owner,
-                                                  model.dropout_param.get("seed")))
-                self.blocks.append(block)
-            d_in, d_out = P[f"W{L}"].shape
-            self.out = nn.Linear(d_in, d_out)
+            norm = NORMALIZATIONS[arch.normalization] if arch.normalization else None
+            dims = (*arch.input_dim, *arch.hidden_dims, arch.num_classes)
+            self.num_layers = L = arch.num_layers
+            self.normalized, self.dropout = norm is not None, arch.dropout is not None
+            for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:]), start=1):
+                self.add_module(f"linear{i}", nn.Linear(d_in, d_out, bias=arch.biases[i - 1]))
+                if i == L:
+                    break
+                if norm:
+                    self.add_module(f"norm{i}", _norm_module(nn, norm.flat, d_out, arch.norm, momentum))
+                if arch.dropout:
+                    self.add_module(f"dropout{i}", NumpyMaskDropout(arch.dropout.keep, owner, arch.dropout.seed))
 
-        def forward(self, x):
-            for block in self.blocks:
-                x = block(x)
-            return self.out(x)
-
-        def param_paths(self, model):
-            """normlab name -> (module parameter path, transpose?)."""
-            paths = {}
-            for i in range(1, model.num_layers):
-                paths[f"W{i}"] = (f"blocks.{i - 1}.0.weight", True)
-                paths[f"b{i}"] = (f"blocks.{i - 1}.0.bias", False)
-                paths[f"gamma{i}"] = (f"blocks.{i - 1}.1.weight", False)
-                paths[f"beta{i}"] = (f"blocks.{i - 1}.1.bias", False)
-            L = model.num_layers
-            paths[f"W{L}"], paths[f"b{L}"] = ("out.weight", True), ("out.bias", False)
-            return {k: v for k, v in paths.items() if k in model.params}
+        def forward(self, x):                     # x: (N, D)
+            for i in range(1, self.num_layers):
+                x = getattr(self, f"linear{i}")(x)
+                if self.normalized:
+                    x = getattr(self, f"norm{i}")(x)
+                x = torch.relu(x)
+                if self.dropout:
+                    x = getattr(self, f"dropout{i}")(x)
+            return getattr(self, f"linear{self.num_layers}")(x)
 
     class ConvNet(nn.Module):
-        """Conv2d - [BatchNorm2d | GroupNorm] - ReLU - MaxPool2d(2) - Linear - [BatchNorm1d | LayerNorm] - ReLU - Linear."""
+        """linear1 (Conv2d) - [norm1] - ReLU - MaxPool2d - linear2 - [norm2] - ReLU - linear3."""
 
-        def __init__(self, model, owner, momentum):
+        def __init__(self, arch, owner, momentum):
             super().__init__()
-            P = model.params
-            F, C, k, _ = P["W1"].shape
-            self.conv = nn.Conv2d(C, F, k, stride=1, padding=(k - 1) // 2)
-            self.fc = nn.Linear(*P["W2"].shape)
-            self.out = nn.Linear(*P["W3"].shape)
+            C, H, W = arch.input_dim
+            conv, (hidden,) = arch.conv, arch.hidden_dims
+            F, p = conv.num_filters, conv.pool
+            b1, b2, b3 = arch.biases
+            self.linear1 = nn.Conv2d(C, F, conv.filter_size, stride=conv.stride, padding=conv.pad, bias=b1)
+            self.linear2 = nn.Linear(F * (H // p) * (W // p), hidden, bias=b2)
+            self.linear3 = nn.Linear(hidden, arch.num_classes, bias=b3)
             self.norm1 = self.norm2 = None
-            if model.normalization == "batchnorm":
-                c1, c2 = (_bn_config(p) for p in model.bn_params)
-                self.norm1 = nn.BatchNorm2d(F, eps=c1.eps, momentum=c1.new_weight if momentum is None else momentum)
-                self.norm2 = nn.BatchNorm1d(P["W2"].shape[1], eps=c2.eps,
-                                            momentum=c2.new_weight if momentum is None else momentum)
-            elif model.normalization == "groupnorm":
-                self.norm1 = nn.GroupNorm(model.num_groups, F, eps=model.bn_params[0].get("eps", 1e-5))
-                self.norm2 = nn.LayerNorm(P["W2"].shape[1], eps=model.bn_params[1].get("eps", 1e-5))
-            self.pool = nn.MaxPool2d(2, 2)
+            if arch.normalization:
+                norm = NORMALIZATIONS[arch.normalization]
+                self.norm1 = _norm_module(nn, norm.spatial, F, arch.norm, momentum)
+                self.norm2 = _norm_module(nn, norm.flat, hidden, arch.norm, momentum)
+            self.pool = nn.MaxPool2d(p, p)
 
         def forward(self, x):                     # x: (N, C, H, W)
-            h = self.conv(x)                      # (N, F, H, W)
+            h = self.linear1(x)                   # (N, F, H, W)
             if self.norm1 is not None:
                 h = self.norm1(h)
             h = self.pool(torch.relu(h))          # (N, F, H/2, W/2)
-            h = self.fc(h.flatten(1))             # (N, hidden): C-order flatten, as normlab's affine
+            h = self.linear2(h.flatten(1))        # (N, hidden): C-order flatten, as normlab's affine
             if self.norm2 is not None:
                 h = self.norm2(h)
-            return self.out(torch.relu(h))
+            return self.linear3(torch.relu(h))
 
-        def param_paths(self, model):
-            paths = {"W1": ("conv.weight", False), "b1": ("conv.bias", False),
-                     "W2": ("fc.weight", True), "b2": ("fc.bias", False),
-                     "W3": ("out.weight", True), "b3": ("out.bias", False),
-                     "gamma1": ("norm1.weight", False), "beta1": ("norm1.bias", False),
-                     "gamma2": ("norm2.weight", False), "beta2": ("norm2.bias", False)}
-            return {k: v for k, v in paths.items() if k in model.params}
-
-    return FCNet, ConvNet
-
-
-def _bn_config(bn_param: dict):
-    from ..nn.norm.batchnorm import BatchNormConfig
-    return BatchNormConfig(**{k: bn_param[k] for k in ("eps", "momentum", "convention") if k in bn_param})
+    return {"fc": FCNet, "cnn": ConvNet}
 
 
 class TorchModel:
-    """A normlab model's net in ``torch.nn``, following the normlab model protocol.
+    """A normlab net in ``torch.nn``, implementing the normlab model protocol (``normlab.nets.Model``).
 
     Inputs:
-    - model: a ``FullyConnectedNet`` or ``ThreeLayerConvNet``; its parameters
-      are copied (cast to ``dtype``), its dropout generator is copied (same
-      state, so both engines draw the same masks from here on). The model
-      itself is not changed.
+    - model: a normlab net (``FullyConnectedNet``, ``ThreeLayerConvNet``); built
+      from its ``architecture()``, its parameters copied (cast to ``dtype``),
+      its running statistics from ``state_arrays()``, its dropout generator
+      ``rng`` copied (same state, so both engines draw the same masks from here
+      on). The model itself is not changed.
     - dtype: np.float32 or np.float64; default the model's.
     - bn_momentum: override PyTorch's batch-norm momentum (None: the mapped
-      ``new_weight`` of each layer). Only for tests that must see a
+      ``new_weight`` of the model's convention). Only for tests that must see a
       mismatched convention fail.
 
     Running statistics are PyTorch's buffers; ``state_arrays()`` names them as
-    normlab does (``running_mean{i}``, ``running_var{i}`` per batch-norm layer).
+    normlab does (``running_mean{i}``, ``running_var{i}`` per batch-norm layer i).
     """
 
     def __init__(self, model, dtype=None, bn_momentum=None):
         self.torch = torch = require_torch()
-        FCNet, ConvNet = _modules(torch)
-        from ..nets.cnn import ThreeLayerConvNet
-        from ..nets.fc import FullyConnectedNet
-        if isinstance(model, FullyConnectedNet):
-            net_cls = FCNet
-        elif isinstance(model, ThreeLayerConvNet):
-            net_cls = ConvNet
-        else:
-            raise TypeError(f"the torch engine builds FullyConnectedNet and ThreeLayerConvNet, "
-                            f"got {type(model).__name__}")
-        if getattr(model, "use_dropout", False) and model.dropout_layer is not dropout_forward:
+        if not callable(getattr(model, "architecture", None)):
+            raise TypeError(f"the torch engine builds a normlab net from its architecture() "
+                            f"(FullyConnectedNet, ThreeLayerConvNet), got {type(model).__name__}")
+        arch = model.architecture()
+        if arch.dropout is not None and arch.dropout.masks != "normlab":
             raise ValueError(f"the torch engine draws dropout masks as normlab's dropout_forward (keep "
                              f"probability p); {type(model).__module__}.{type(model).__name__} uses its "
                              f"course's own masks; build the net with normlab.models.FullyConnectedNet")
-        self.dtype = np.dtype(model.dtype if dtype is None else dtype)
+        self.dtype = np.dtype(arch.dtype if dtype is None else dtype)
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be np.float32 or np.float64, got {dtype!r}")
-        self.normalization = model.normalization
+        self._arch = dataclasses.replace(arch, dtype=self.dtype)
+        self.normalization = arch.normalization
+        self.num_classes = arch.num_classes
         self.reg = float(model.reg)
         self.rng = copy.deepcopy(getattr(model, "rng", None))
         self.params = {k: np.array(v, dtype=self.dtype, copy=True) for k, v in model.params.items()}
         tdtype = torch.float64 if self.dtype == np.float64 else torch.float32
-        self.net = net_cls(model, self, bn_momentum).to(tdtype)
-        self._paths = self.net.param_paths(model)
-        missing = set(self.params) - set(self._paths)
-        assert not missing, f"parameters without a torch counterpart: {sorted(missing)}"
-        self._bns = [m for m in self.net.modules()
-                     if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
-        self._bn_index = [i for i, p in enumerate(getattr(model, "bn_params", []), start=1)
-                          if model.normalization == "batchnorm"]
-        self._initial_state = self._initial_running_stats(model)
+        self.net = _modules(torch)[arch.kind](arch, self, bn_momentum).to(tdtype)
+        self._paths = {k: self._path(k) for k in self.params}
+        unmatched = {path for path, _ in self._paths.values()} ^ {name for name, _ in self.net.named_parameters()}
+        assert not unmatched, f"parameters without a counterpart on the other side: {sorted(unmatched)}"
+        running = arch.normalization is not None and NORMALIZATIONS[arch.normalization].running_stats
+        self._bns = {i: self.net.get_submodule(f"norm{i}") for i in range(1, arch.num_layers)} if running else {}
+        self._initial_state = self._initial_running_stats(model.state_arrays())
         self.load_state_arrays(self._initial_state)
         self._weights = [k for k in self.params if k.startswith("W")]
-        self._is_conv = net_cls is ConvNet
-        self._input_dim = getattr(model, "input_dim", None)
 
-    def _initial_running_stats(self, model) -> dict[str, np.ndarray]:
+    def _path(self, name: str) -> tuple[str, bool]:
+        """normlab name -> (module parameter path, transpose?): W2 -> ('linear2.weight', True)."""
+        m = re.fullmatch(r"(W|b|gamma|beta)(\d+)", name)
+        assert m, f"parameter {name!r} does not follow normlab's naming (W1, b1, gamma1, beta1, ...)"
+        prefix, attr = _PARAM_PATHS[m[1]]
+        module = f"{prefix}{m[2]}"
+        return f"{module}.{attr}", isinstance(self.net.get_submodule(module), self.torch.nn.Linear) and m[1] == "W"
+
+    def _initial_running_stats(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The NumPy model's running statistics, or its convention's initial ones where it has none yet."""
         from ..nn.norm.batchnorm import RunningStats
-        state = model.state_arrays() if hasattr(model, "state_arrays") else {}
-        for i, bn in zip(self._bn_index, self._bns):
-            init = RunningStats.initial(bn.num_features, self.dtype, _bn_config(model.bn_params[i - 1]))
+        for i, bn in self._bns.items():
+            init = RunningStats.initial(bn.num_features, self.dtype, self._arch.norm.batchnorm())
             state.setdefault(f"running_mean{i}", init.mean)
             state.setdefault(f"running_var{i}", init.var)
         return {k: np.asarray(v, dtype=self.dtype) for k, v in state.items()}
 
     # --- the normlab model protocol -----------------------------------------------------------
+    def architecture(self):
+        """The architecture this net was built from (in this engine's dtype)."""
+        return self._arch
+
     def _input(self, X):
         X = np.asarray(X).astype(self.dtype, copy=False)
-        if self._is_conv and (X.ndim != 4 or tuple(X.shape[1:]) != tuple(self._input_dim)):
-            raise ValueError(f"input X has shape {X.shape}, the net expects (N, *{tuple(self._input_dim)})")
-        if not self._is_conv:
+        if self._arch.kind == "cnn":
+            if X.ndim != 4 or tuple(X.shape[1:]) != tuple(self._arch.input_dim):
+                raise ValueError(f"input X has shape {X.shape}, the net expects (N, *{tuple(self._arch.input_dim)})")
+        else:
             X = X.reshape(len(X), -1)
         return _tensor(self.torch, X)
 
@@ -309,7 +321,7 @@ class TorchModel:
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Copies of the batch-norm running statistics (running_mean{i}, running_var{i})."""
         out = {}
-        for i, bn in zip(self._bn_index, self._bns):
+        for i, bn in self._bns.items():
             out[f"running_mean{i}"] = bn.running_mean.numpy().copy()
             out[f"running_var{i}"] = bn.running_var.numpy().copy()
         return out
@@ -318,7 +330,7 @@ class TorchModel:
         """Replace the running statistics; layers absent from ``state`` restart from the initial ones
         (the NumPy model's at construction, see the module docstring)."""
         with self.torch.no_grad():
-            for i, bn in zip(self._bn_index, self._bns):
+            for i, bn in self._bns.items():
                 src = state if f"running_mean{i}" in state and f"running_var{i}" in state else self._initial_state
                 bn.running_mean.copy_(_tensor(self.torch, np.asarray(src[f"running_mean{i}"], dtype=self.dtype)))
                 bn.running_var.copy_(_tensor(self.torch, np.asarray(src[f"running_var{i}"], dtype=self.dtype)))

@@ -65,6 +65,11 @@ class DropFullyConnectedNet(FullyConnectedNet):
     def dropout_layer(self, x, dropout_param):
         return drop_dropout_forward(x, dropout_param, self.keep_rule)
 
+    @property
+    def dropout_masks(self) -> str:
+        """The course's mask rule (``Architecture.dropout.masks``): the key of ``KEEP_RULES``."""
+        return self.keep_rule
+
 
 class TwoLayerNet(FullyConnectedNet):
     """CS231n 2017-2020: ``TwoLayerNet(input_dim=3*32*32, hidden_dim=100, num_classes=10,

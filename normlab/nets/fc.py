@@ -8,62 +8,21 @@ Parameters live in ``model.params`` (W1, b1, gamma1, beta1, ..., WL, bL); the
 output layer is never normalized. Running statistics of batch norm live in
 ``model.bn_params`` (the course's per-layer dicts) and are exposed as plain
 arrays by ``state_arrays()`` / ``load_state_arrays()`` so a Solver can snapshot
-them with the best weights.
+them with the best weights. The normalization layers come from the table of
+``normlab.nets.norms``.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..nn._checks import as_float_array, finite_nonnegative
+from ..nn._checks import as_float_array
 from ..nn.basic import affine_backward, affine_forward, dropout_backward, dropout_forward, relu_backward, relu_forward
-from ..nn.norm.batchnorm import BatchNormConfig, batchnorm_after_bias, batchnorm_backward_alt
 from ..nn.losses import softmax_loss
-from ..nn.norm.group import layernorm_backward, layernorm_forward
+from .architecture import Architecture, Dropout
+from .common import check_dtype, check_reg, check_sizes, check_weight_scale, gaussian, init_rng
+from .norms import RunningStatsState, lookup
 
-__all__ = ["FullyConnectedNet", "NORMALIZATIONS"]
-
-NORMALIZATIONS = (None, "batchnorm", "layernorm")
-REG_MEANING = "the L2 strength; 0 turns regularization off"
-WEIGHT_SCALE_MEANING = "the standard deviation of the initial weights, e.g. 1e-2"
-
-
-def check_normalization(name, allowed=NORMALIZATIONS):
-    if name not in allowed:
-        raise ValueError(f"unknown normalization {name!r}; expected one of "
-                         f"{', '.join(repr(a) for a in allowed)}")
-    return name
-
-
-def init_rng(rng_seed):
-    """A seeded Generator, or None to draw from the global RNG as the course does."""
-    if rng_seed is None:
-        return None
-    if isinstance(rng_seed, bool) or not isinstance(rng_seed, (int, np.integer)) or rng_seed < 0:
-        raise ValueError(f"rng_seed must be an integer >= 0 or None, got {rng_seed!r}")
-    return np.random.default_rng(int(rng_seed))
-
-
-def gaussian(rng, shape, scale, dtype):
-    draw = rng.standard_normal(shape) if rng is not None else np.random.randn(*shape)
-    return (scale * draw).astype(dtype)
-
-
-class RunningStatsState:
-    """Mixin for models whose ``bn_params`` dicts hold batch-norm running statistics."""
-
-    def state_arrays(self) -> dict[str, np.ndarray]:
-        """Copies of the running statistics: running_mean{i}, running_var{i} (1-based layers)."""
-        return {f"{key}{i}": np.array(p[key], copy=True) for i, p in enumerate(self.bn_params, start=1)
-                for key in ("running_mean", "running_var") if key in p}
-
-    def load_state_arrays(self, state: dict[str, np.ndarray]) -> None:
-        """Replace the running statistics; layers absent from ``state`` lose theirs."""
-        for i, p in enumerate(self.bn_params, start=1):
-            for key in ("running_mean", "running_var"):
-                if f"{key}{i}" in state:
-                    p[key] = np.array(state[f"{key}{i}"], copy=True)
-                else:
-                    p.pop(key, None)
+__all__ = ["FullyConnectedNet"]
 
 
 class FullyConnectedNet(RunningStatsState):
@@ -88,16 +47,20 @@ class FullyConnectedNet(RunningStatsState):
       call after call, the same sequence of masks (reproducible training).
       ``seed``, when also given, still fixes the masks.
     - use_batchnorm: legacy keyword of the older course: True means normalization='batchnorm'.
-    - norm_param: optional dict of batch-norm settings for every norm layer
-      ('eps', 'momentum', 'convention'), e.g. {'convention': 'torch'}.
+    - norm_param: optional dict of settings for every norm layer: batch norm
+      'eps', 'momentum', 'convention' (e.g. {'convention': 'torch'}), layer norm 'eps'.
     - bias_before_norm: with normalization, False drops the hidden layers'
       biases b1..b(L-1): the norm's beta makes them redundant (the PyTorch
       notebook's nn.Linear(..., bias=False) before BatchNorm1d).
     """
 
+    #: The normalizations this net takes (keys of ``normlab.nets.norms.NORMALIZATIONS``).
+    normalizations = (None, "batchnorm", "layernorm")
     #: The dropout layer, ``(x, dropout_param) -> (out, cache)``; a course face
     #: whose dropout_param['p'] is a drop probability substitutes its own.
     dropout_layer = staticmethod(dropout_forward)
+    #: The mask rule of ``dropout_layer``, as ``Architecture.dropout.masks`` reports it.
+    dropout_masks = "normlab"
     #: The loss on the scores, ``(scores, y) -> (loss, dscores)``; the older course
     #: faces substitute their template's evaluation order.
     loss_layer = staticmethod(softmax_loss)
@@ -110,23 +73,20 @@ class FullyConnectedNet(RunningStatsState):
                 raise ValueError(f"use_batchnorm=True contradicts normalization={normalization!r}; "
                                  f"pass only normalization")
             normalization = "batchnorm"
-        self.normalization = check_normalization(normalization)
+        self._norm = norm = lookup(normalization, self.normalizations)
+        self.normalization = normalization
         hidden_dims = list(hidden_dims)
-        for h in [input_dim, num_classes, *hidden_dims]:
-            if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1:
-                raise ValueError(f"layer sizes must be positive integers, got {h!r} "
-                                 f"(input_dim={input_dim!r}, hidden_dims={hidden_dims!r}, "
-                                 f"num_classes={num_classes!r})")
+        check_sizes([input_dim, num_classes, *hidden_dims], f"input_dim={input_dim!r}, "
+                    f"hidden_dims={hidden_dims!r}, num_classes={num_classes!r}")
         if not 0.0 < float(dropout_keep_ratio) <= 1.0:
             raise ValueError(f"dropout_keep_ratio is a keep probability in (0, 1], got {dropout_keep_ratio!r}")
-        if np.dtype(dtype) not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be np.float32 or np.float64, got {dtype!r}")
-        weight_scale = finite_nonnegative(weight_scale, "weight_scale", WEIGHT_SCALE_MEANING, allow_zero=False)
-        self.use_dropout = float(dropout_keep_ratio) != 1.0
-        self.reg = finite_nonnegative(reg, "reg", REG_MEANING)
+        self.dtype = check_dtype(dtype)
+        weight_scale = check_weight_scale(weight_scale)
+        self._keep = float(dropout_keep_ratio)     # dropout_param['p'] is a course face's to redefine
+        self.use_dropout = self._keep != 1.0
+        self.reg = check_reg(reg)
         self.num_classes = int(num_classes)
         self.num_layers = 1 + len(hidden_dims)
-        self.dtype = np.dtype(dtype)
         self.rng = init_rng(rng_seed)
 
         dims = [int(input_dim), *map(int, hidden_dims), int(num_classes)]
@@ -135,13 +95,13 @@ class FullyConnectedNet(RunningStatsState):
         for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:]), start=1):
             self.params[f"W{i}"] = gaussian(self.rng, (d_in, d_out), weight_scale, self.dtype)
             hidden = i < self.num_layers
-            if not (hidden and self.normalization and not bias_before_norm):
+            if not (hidden and norm and not bias_before_norm):
                 self.params[f"b{i}"] = np.zeros(d_out, dtype=self.dtype)
-            if hidden and (self.normalization == "batchnorm" or f"b{i}" not in self.params):
-                # A constant, not a parameter: the optimizer never sees it. Before
-                # batch norm the bias goes to the norm instead (batchnorm_after_bias).
+            if hidden and ((norm and norm.folds_bias) or f"b{i}" not in self.params):
+                # A constant, not a parameter: the optimizer never sees it. A folding
+                # norm gets the bias itself (batchnorm_after_bias).
                 self._zero_bias[i] = np.zeros(d_out, dtype=self.dtype)
-            if self.normalization and hidden:
+            if norm and hidden:
                 self.params[f"gamma{i}"] = np.ones(d_out, dtype=self.dtype)
                 self.params[f"beta{i}"] = np.zeros(d_out, dtype=self.dtype)
 
@@ -153,13 +113,21 @@ class FullyConnectedNet(RunningStatsState):
             elif self.rng is not None:
                 self.dropout_param["rng"] = self.rng
         norm_param = dict(norm_param or {})
-        if self.normalization == "batchnorm":
-            BatchNormConfig(**norm_param)  # validate once, here, not at the first forward
-            self.bn_params = [{"mode": "train", **norm_param} for _ in range(self.num_layers - 1)]
-        elif self.normalization == "layernorm":
-            self.bn_params = [{"eps": norm_param.get("eps", 1e-5)} for _ in range(self.num_layers - 1)]
-        else:
-            self.bn_params = []
+        self._norm_config = norm.config(norm_param) if norm else None    # validated once, here
+        self.bn_params = [norm.layer_param(norm_param) for _ in range(self.num_layers - 1)] if norm else []
+        self._dims = tuple(dims)
+
+    def architecture(self) -> Architecture:
+        """The layers and settings (``normlab.nets.architecture``); the dropout source as of now."""
+        dropout = None
+        if self.use_dropout:
+            seed = self.dropout_param.get("seed")
+            source = "seed" if seed is not None else ("rng" if self.rng is not None else "global")
+            dropout = Dropout(keep=self._keep, masks=self.dropout_masks, source=source, seed=seed)
+        return Architecture(
+            kind="fc", input_dim=self._dims[:1], hidden_dims=self._dims[1:-1], num_classes=self.num_classes,
+            dtype=self.dtype, normalization=self.normalization, norm=self._norm_config,
+            biases=tuple(f"b{i}" in self.params for i in range(1, self.num_layers + 1)), dropout=dropout)
 
     # --- forward and backward ---------------------------------------------------------
     def scores(self, X, mode="test"):
@@ -187,24 +155,21 @@ class FullyConnectedNet(RunningStatsState):
             self.dropout_param["mode"] = mode
             if "rng" in self.dropout_param:
                 self.dropout_param["rng"] = self.rng   # model.rng may have been replaced (reseeded)
-        if self.normalization == "batchnorm":
+        norm = self._norm
+        if norm and norm.running_stats:
             for p in self.bn_params:
                 p["mode"] = mode
 
+        folds = norm is not None and norm.folds_bias
         caches = []
         h = X
         for i in range(1, self.num_layers):
             b = self.params.get(f"b{i}")
+            h, fc = affine_forward(h, self.params[f"W{i}"], self._zero_bias[i] if folds or b is None else b)
             nc = None
-            if self.normalization == "batchnorm":
-                h, fc = affine_forward(h, self.params[f"W{i}"], self._zero_bias[i])
-                h, nc = batchnorm_after_bias(h, b, self.params[f"gamma{i}"], self.params[f"beta{i}"],
-                                             self.bn_params[i - 1])
-            else:
-                h, fc = affine_forward(h, self.params[f"W{i}"], b if b is not None else self._zero_bias[i])
-                if self.normalization == "layernorm":
-                    h, nc = layernorm_forward(h, self.params[f"gamma{i}"], self.params[f"beta{i}"],
-                                              self.bn_params[i - 1])
+            if norm:
+                h, nc = norm.flat.forward(h, b, self.params[f"gamma{i}"], self.params[f"beta{i}"],
+                                          self.bn_params[i - 1], None)
             h, rc = relu_forward(h)
             dc = None
             if self.use_dropout:
@@ -224,10 +189,8 @@ class FullyConnectedNet(RunningStatsState):
             if dc is not None:
                 dh = dropout_backward(dh, dc)
             dh = relu_backward(dh, rc)
-            if self.normalization == "batchnorm":
-                dh, grads[f"gamma{i}"], grads[f"beta{i}"] = batchnorm_backward_alt(dh, nc)
-            elif self.normalization == "layernorm":
-                dh, grads[f"gamma{i}"], grads[f"beta{i}"] = layernorm_backward(dh, nc)
+            if self._norm:
+                dh, grads[f"gamma{i}"], grads[f"beta{i}"] = self._norm.flat.backward(dh, nc)
             dh, grads[f"W{i}"], db = affine_backward(dh, fc)
             if f"b{i}" in self.params:
                 grads[f"b{i}"] = db

@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from normlab.lab.runs import RunSpec, execute
+from normlab.lab.execute import execute
+from normlab.lab.runs import RunSpec
 from normlab.models import FullyConnectedNet, ThreeLayerConvNet
 from normlab.solver import Solver
 
@@ -101,11 +102,11 @@ def test_conv_loss_and_grads_match_numpy(rng, norm):
 
 def test_momentum_mapping_and_state_arrays_round_trip(rng):
     course = FullyConnectedNet([6], input_dim=4, num_classes=3, normalization="batchnorm", rng_seed=0)
-    bn = TorchModel(course).net.blocks[0][1]
+    bn = TorchModel(course).net.norm1
     assert bn.momentum == pytest.approx(0.1) and bn.eps == 1e-5      # course 0.9 on the old value
     tm = TorchModel(FullyConnectedNet([6], input_dim=4, num_classes=3, normalization="batchnorm",
                                       norm_param={"convention": "torch", "momentum": 0.3}, rng_seed=0))
-    assert tm.net.blocks[0][1].momentum == pytest.approx(0.3)
+    assert tm.net.norm1.momentum == pytest.approx(0.3)
     state = {"running_mean1": np.arange(6.0, dtype=np.float32), "running_var1": np.full(6, 2.0, np.float32)}
     tm.load_state_arrays(state)
     got = tm.state_arrays()
@@ -196,9 +197,10 @@ def test_train_eval_mode_both_engines_side_by_side(tmp_path):
     assert [(s.engine, s.name) for s in specs] == [
         ("numpy", "baseline/seed=0"), ("numpy", "batchnorm/seed=0"),
         ("torch", "torch/baseline/seed=0"), ("torch", "torch/batchnorm/seed=0")]
-    results = {s.name: execute(s) for s in specs}
-    assert all(r.status == "finished" for r in results.values()), {n: r.error for n, r in results.items()}
-    section = tem.analyze(cfg, results, tmp_path)
+    from normlab.lab.runs import recipe_results
+    done = recipe_results(specs, {s.spec_hash: execute(s) for s in specs})
+    assert all(r.status == "finished" for _, r in done), {s.name: r.error for s, r in done}
+    section = tem.analyze(cfg, done, tmp_path)
     row = next(r for r in section.table if r["measure"] == "test accuracy, train mode")
     assert set(row) == {"measure", "baseline", "batchnorm", "baseline (torch engine)", "batchnorm (torch engine)"}
     assert "On the torch engine" in section.answer

@@ -1,5 +1,7 @@
 """FullyConnectedNet and ThreeLayerConvNet: net-level gradient checks, course sanity checks,
 dtype, seeding, state round trip and input validation."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -428,8 +430,9 @@ def test_fc_net_float32_is_float32_throughout_training(monkeypatch, rng, normali
     """No float64 leaks into a float32 net: every array a layer returns (outputs, caches, gradients),
     every parameter, gradient and Adam state is float32 after training steps. (The crosscheck's
     float32 drift of the layer-norm net once looked like the NumPy side computing in float64.)"""
-    from normlab.nets import fc as fc_net
     from normlab import optim
+    from normlab.nets import fc as fc_net
+    from normlab.nets import norms
 
     leaks = []
 
@@ -457,8 +460,15 @@ def test_fc_net_float32_is_float32_throughout_training(monkeypatch, rng, normali
             return out
         return wrapper
 
-    for name in layers:
+    for name in layers[:6]:
         monkeypatch.setattr(fc_net, name, recorded(name, getattr(fc_net, name)))
+    if normalization:       # the norm layers as the net calls them: its entry of the normalization table
+        entry = norms.NORMALIZATIONS[normalization]
+        fwd, bwd = {"batchnorm": layers[6:8], "layernorm": layers[8:]}[normalization]
+        assert entry.flat.backward is getattr(norms, bwd)
+        flat = dataclasses.replace(entry.flat, forward=recorded(fwd, entry.flat.forward),
+                                   backward=recorded(bwd, entry.flat.backward))
+        monkeypatch.setitem(norms.NORMALIZATIONS, normalization, dataclasses.replace(entry, flat=flat))
     model = FullyConnectedNet([H1, H2], input_dim=D, normalization=normalization, dropout_keep_ratio=0.8,
                               reg=0.1, rng_seed=0)
     X = rng.standard_normal((8, D))       # float64 data, cast by the model
