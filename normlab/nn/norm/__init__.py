@@ -1,1 +1,2 @@
-"""The normalizations: one core (statistics, normalize, backward over any axes), batch norm, layer/group/instance norm, and the blocked fast path."""
+"""The normalizations: one core (statistics, normalize, backward over any axes, with the
+blocked kernels as its fast path for batch norm's layout), batch norm, and layer/group/instance norm."""

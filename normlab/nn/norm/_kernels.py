@@ -1,4 +1,9 @@
-"""Cache-blocked, multi-threaded kernels for batch norm's statistics and passes.
+"""Cache-blocked, multi-threaded kernels: the core's fast path for batch norm's layout.
+
+``core`` dispatches its folded form here when the statistics are per channel
+of x (N, C, ...) (``core.fast_layout``); ``core`` also holds the plain NumPy
+reference of every function below, and tests/nn/norm/test_core.py checks that
+they agree (the elementwise passes bitwise, the reductions to rounding).
 
 Batch norm is memory-bound: each elementwise NumPy expression streams the
 whole array through memory once. These kernels walk the input in row blocks

@@ -1,4 +1,4 @@
-"""Batch normalization (Ioffe & Szegedy 2015) and its spatial variant.
+"""Batch normalization (Ioffe & Szegedy 2015) and its spatial variant: the core at axes (0,) and (0, 2, 3).
 
 Train mode, over the m entries of each feature (the batch; and H, W for spatial):
 
@@ -16,11 +16,14 @@ Running statistics: two conventions, chosen per layer by ``BatchNormConfig``.
   momentum 0.1 weights the NEW batch, unbiased variance ``var * m / (m - 1)``,
   running mean starts at 0 and running var at 1.
 
-The statistics and passes are those of the normalization core
-(``normalization.py``), run by the cache-blocked kernels of ``_blocked.py``
-because batch norm is memory-bound. The core is functional: running statistics come in as a ``RunningStats`` and a
-new one goes out; nothing is mutated. ``batchnorm_forward`` and friends are the
-course's ``bn_param``-dict adapters over it.
+The numbers are the normalization core's (``core``): its ``moments`` and its
+folded form (gamma and beta are one per statistic), ``affine_normalize`` and
+``affine_normalize_backward``, which run on the blocked kernels of
+``_kernels`` for this layout because batch norm is memory-bound. Only the
+course's staged backward walks its own graph. The layer is functional:
+running statistics come in as a ``RunningStats`` and a new one goes out;
+nothing is mutated. ``batchnorm_forward`` and friends are the course's
+``bn_param``-dict adapters over it.
 """
 from __future__ import annotations
 
@@ -29,9 +32,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._kernels import affine_pass, backward_pass, grad_sums, moments
-from .._checks import as_float_array, param_vector, require_finite_stats, require_mode, require_ndim
-from .core import reduced_size
+from .._checks import as_float_array, param_vector, require_mode, require_ndim
+from .core import affine_normalize, affine_normalize_backward, centered_sums, moments, reduced_size
 
 __all__ = [
     "BatchNormConfig", "RunningStats", "BatchNormCache",
@@ -80,17 +82,18 @@ class RunningStats(NamedTuple):
 
 
 class BatchNormCache(NamedTuple):
-    """Everything both backward passes need. Statistics are per channel, shape (C,).
+    """Everything both backward passes need. Statistics and gamma are per channel, in
+    the core's keepdims shape: (1, C), or (1, C, 1, 1) for spatial.
 
     ``x_hat`` is recomputed on demand rather than stored: the closed-form
     backward rebuilds it block by block in cache, which is cheaper than
     writing and re-reading a second array the size of x.
     """
     x: np.ndarray             # the input as given
-    mean: np.ndarray          # (C,): batch mean (train) or running mean (test)
-    var: np.ndarray           # (C,): biased batch variance (train) or running variance (test)
-    inv_std: np.ndarray       # (C,): 1 / sqrt(var + eps)
-    gamma: np.ndarray         # (C,)
+    mean: np.ndarray          # batch mean (train) or running mean (test)
+    var: np.ndarray           # biased batch variance (train) or running variance (test)
+    inv_std: np.ndarray       # 1 / sqrt(var + eps)
+    gamma: np.ndarray
     eps: float
     axes: tuple[int, ...]     # the reduced axes of x: (0,) or (0, 2, 3)
     batch_stats: bool         # True in train mode: the statistics depend on x
@@ -99,26 +102,17 @@ class BatchNormCache(NamedTuple):
     @property
     def x_hat(self) -> np.ndarray:
         """(x - mean) * inv_std, with x's shape."""
-        return (self.x - _keep(self.mean, self)) * _keep(self.inv_std, self)
-
-
-def _keep(v, c: BatchNormCache):
-    """A (C,) statistic in keepdims shape for broadcasting against x."""
-    return v if c.x.ndim == 2 else v.reshape(1, -1, 1, 1)
-
-
-def _view(x: np.ndarray) -> np.ndarray:
-    """x as (N, D) or (N, C, H*W): the layouts the blocked kernels reduce over."""
-    x = np.ascontiguousarray(x)
-    return x if x.ndim == 2 else x.reshape(x.shape[0], x.shape[1], -1)
+        return (self.x - self.mean) * self.inv_std
 
 
 def _prepare(x, gamma, beta, axes):
+    """x as a float array; gamma, beta per channel in keepdims shape; gamma's shape as given."""
     x = as_float_array(x, "x")
     require_ndim(x, 2 if axes == (0,) else 4, "input x", "(N, D)" if axes == (0,) else "(N, C, H, W)")
     c = x.shape[1]
-    g = param_vector(gamma, c, "gamma", x.dtype)
-    b = param_vector(beta, c, "beta", x.dtype)
+    keep = (1, c) + (1,) * (x.ndim - 2)
+    g = param_vector(gamma, c, "gamma", x.dtype).reshape(keep)
+    b = param_vector(beta, c, "beta", x.dtype).reshape(keep)
     return x, g, b, np.shape(gamma)
 
 
@@ -144,15 +138,17 @@ def batchnorm_train(x, gamma, beta, stats: RunningStats | None, config: BatchNor
     if m < 2:
         raise ValueError(f"expected more than 1 value per channel when training, got input shape "
                          f"{x.shape}; use a batch of at least 2 or mode='test'")
-    v = _view(x)
-    mean, var = moments(v)
-    require_finite_stats(mean, var, where="batchnorm")
+    v = np.ascontiguousarray(x)   # the kernels' layout: copied (if at all) once for both passes
+    mean, var = moments(v, axes, where="batchnorm")
     inv_std = 1.0 / np.sqrt(var + np.asarray(config.eps, dtype=x.dtype))
-    out = affine_pass(v, mean, inv_std * g, b).reshape(x.shape)
+    out = affine_normalize(v, axes, mean, inv_std, g, b)
     if stats is None:
         stats = RunningStats.initial(x.shape[1], x.dtype, config)
-    batch_mean = mean if offset is None else mean + param_vector(offset, x.shape[1], "offset", x.dtype)
-    batch_var = var * (m / (m - 1)) if config.convention == "torch" else var
+    batch_mean, batch_var = mean.reshape(-1), var.reshape(-1)
+    if offset is not None:
+        batch_mean = batch_mean + param_vector(offset, x.shape[1], "offset", x.dtype)
+    if config.convention == "torch":
+        batch_var = batch_var * (m / (m - 1))
     w = config.new_weight
     new_stats = RunningStats(((1 - w) * stats.mean + w * batch_mean).astype(x.dtype, copy=False),
                              ((1 - w) * stats.var + w * batch_var).astype(x.dtype, copy=False))
@@ -170,10 +166,10 @@ def batchnorm_eval(x, gamma, beta, stats: RunningStats | None, config: BatchNorm
     x, g, b, param_shape = _prepare(x, gamma, beta, axes)
     if stats is None:
         stats = RunningStats.initial(x.shape[1], x.dtype, config)
-    mean = np.asarray(stats.mean, dtype=x.dtype)
-    var = np.asarray(stats.var, dtype=x.dtype)
+    mean = np.asarray(stats.mean, dtype=x.dtype).reshape(g.shape)
+    var = np.asarray(stats.var, dtype=x.dtype).reshape(g.shape)
     inv_std = 1.0 / np.sqrt(var + np.asarray(config.eps, dtype=x.dtype))
-    out = affine_pass(_view(x), mean, inv_std * g, b).reshape(x.shape)
+    out = affine_normalize(x, axes, mean, inv_std, g, b)
     return out, BatchNormCache(x, mean, var, inv_std, g, config.eps, axes, False, param_shape)
 
 
@@ -182,14 +178,15 @@ def batchnorm_backward_staged(dout, cache: BatchNormCache):
 
     Graph: mu = mean(x); xc = x - mu; var = mean(xc^2); inv = 1/sqrt(var + eps);
     x_hat = xc * inv; out = gamma * x_hat + beta. Returns ``(dx, dgamma, dbeta)``.
+    The course asks for this form; ``batchnorm_backward_closed`` is the core's.
     """
     c = cache
     m = reduced_size(c.x.shape, c.axes)
-    mu, inv, gamma = _keep(c.mean, c), _keep(c.inv_std, c), _keep(c.gamma, c)
+    mu, inv, gamma = c.mean, c.inv_std, c.gamma
     xc = c.x - mu
     # out = gamma * x_hat + beta: dbeta = sum(dout), dgamma = sum(dout * x_hat), summed
     # as the closed form sums them, so the two backward passes agree on them exactly
-    dbeta, s1, _ = grad_sums(_view(np.asarray(dout, dtype=c.x.dtype)), _view(c.x), c.mean)
+    dbeta, s1, _ = centered_sums(np.asarray(dout, dtype=c.x.dtype), c.x, c.axes, c.mean)
     dgamma = s1 * c.inv_std
     dx_hat = dout * gamma
     if not c.batch_stats:                                        # mu, inv are constants in test mode
@@ -206,27 +203,14 @@ def batchnorm_backward_staged(dout, cache: BatchNormCache):
 def batchnorm_backward_closed(dout, cache: BatchNormCache):
     """Simplified closed form: ``dx = gamma * inv_std * (dout - mean(dout) - x_hat * mean(dout * x_hat))``.
 
-    The two means are the parameter gradients over m (dbeta / m, dgamma / m),
-    so the whole backward is one blocked pass for the sums and one for dx.
+    The core's folded backward (``affine_normalize_backward``): the two means
+    are the parameter gradients over m (dbeta / m, dgamma / m), so the whole
+    backward is one blocked pass for the sums and one for dx.
     """
     c = cache
-    x = _view(c.x)
-    dout = _view(np.asarray(dout, dtype=c.x.dtype))
-    dbeta, s1, residual = grad_sums(dout, x, c.mean)   # s1 = sum(dout * (x - mean))
-    dgamma = s1 * c.inv_std
-    k = c.gamma * c.inv_std
-    if not c.batch_stats:
-        dx = backward_pass(dout, x, c.mean, k, np.zeros_like(k), np.zeros_like(k))
-    else:
-        m = reduced_size(c.x.shape, c.axes)
-        a = -k * c.inv_std * dgamma / m
-        # sum(dx) over the reduced axes is exactly 0 (it is the gradient of a bias
-        # before the norm). residual = sum(x - mean) is 0 too, up to the rounding
-        # of the mean; charging it to the constant term keeps that rounding,
-        # amplified by a, out of the sum (an N=2 batch with var ~ eps otherwise
-        # leaves ~1e-12 where the course's check expects ~1e-16).
-        dx = backward_pass(dout, x, c.mean, k, a, -(k * dbeta + a * residual) / m)
-    return _finish(dx.reshape(c.x.shape), dgamma, dbeta, c)
+    dx, dgamma, dbeta = affine_normalize_backward(np.asarray(dout, dtype=c.x.dtype), c.x, c.axes, c.mean,
+                                                  c.inv_std, c.gamma, c.batch_stats)
+    return _finish(dx, dgamma, dbeta, c)
 
 
 def _finish(dx, dgamma, dbeta, c: BatchNormCache):

@@ -1,4 +1,4 @@
-"""Layer, group and instance normalization: the core normalization over other axes.
+"""Layer, group and instance normalization: the core's x_hat form over other axes.
 
     out = gamma * (x - mean) / sqrt(var + eps) + beta,   statistics per sample
 
@@ -9,6 +9,9 @@
 
 Statistics depend on one sample only, so train and test mode are identical and
 there is no running state. Variance is biased (mean of squared deviations).
+gamma varies inside each statistic's reduction (per reduced feature; per
+channel of a group), so it is applied to the core's x_hat (``core.normalize``,
+``core.normalize_backward``) rather than folded into its scale.
 """
 from __future__ import annotations
 
