@@ -1,7 +1,7 @@
 """The Solver: minibatch training of a classification model, as in CS231n,
 reproducible bit for bit and safe to run in sweeps.
 
-Model protocol (duck-typed):
+Model protocol (``normlab.nets.Model`` states it in full; the Solver needs only this part):
 
 * ``model.params``: dict name -> ndarray, the learnable parameters.
 * ``model.loss(X, y=None)``: scores of shape (N, C) when ``y`` is None (test
