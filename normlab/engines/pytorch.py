@@ -66,9 +66,8 @@ import numpy as np
 
 from ..nets.norms import NORMALIZATIONS
 
-__all__ = ["TorchModel", "require_torch", "torch_available", "TORCH_MISSING", "ENGINES", "TORCH_NORMS"]
+__all__ = ["TorchModel", "require_torch", "torch_available", "TORCH_MISSING", "TORCH_NORMS"]
 
-ENGINES = ("numpy", "torch")
 TORCH_MISSING = "PyTorch is not installed; the torch engine needs it: pip install 'normlab[torch]'"
 
 #: The torch.nn module of each layer kind of the normalization table, as
