@@ -28,6 +28,7 @@ import numpy as np
 from .. import layers as L
 from ..gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
 from ..models import FullyConnectedNet, ThreeLayerConvNet
+from ..nn.norm.noisy import draw_noise, noisy_batchnorm_backward, noisy_batchnorm_forward
 
 __all__ = ["CheckResult", "run_checks", "format_table"]
 
@@ -168,13 +169,43 @@ def dropout_net_checks(X, y, rng_seed: int) -> list[CheckResult]:
     return rows
 
 
+def papers_checks(rng, nets: bool = True) -> list[CheckResult]:
+    """The layers and nets the papers suite adds: sigmoid (Ioffe & Szegedy's net), batch norm
+    with the unbiased batch variance (Ba et al.'s batch-4 baseline), noisy batch norm
+    (Santurkar et al.) and sigmoid nets. They draw from their own generator, so the
+    course's checks above see the same inputs as before."""
+    rows = _layer("sigmoid_backward", L.sigmoid_forward, L.sigmoid_backward, {"x": 3 * rng.standard_normal((10, 10))},
+                  1e-8, rng)
+    N, D = 4, 5
+    bn_in = {"x": 5 * rng.standard_normal((N, D)) + 12, "gamma": rng.standard_normal(D),
+             "beta": rng.standard_normal(D)}
+    bnu = lambda x, gamma, beta: L.batchnorm_forward(x, gamma, beta, {"mode": "train", "batch_variance": "unbiased"})
+    rows += _layer("batchnorm_backward", bnu, L.batchnorm_backward, bn_in, 1e-8, rng, "unbiased var")
+    rows += _layer("batchnorm_backward_alt", bnu, L.batchnorm_backward_alt, bn_in, 1e-8, rng, "unbiased var")
+    draw = draw_noise((D,), rng)      # one fixed draw: within a step the noise is a constant
+    nbn = lambda x, gamma, beta: noisy_batchnorm_forward(x, gamma, beta, {"mode": "train"}, noise=draw)
+    # Not a course layer: the bound the course gives group norm.
+    rows += _layer("noisy_batchnorm_backward", nbn, noisy_batchnorm_backward, bn_in, 1e-7, rng, "fixed draw")
+    if nets:
+        # Six samples: with two, batch norm maps every unit to +-gamma whatever W is, and the
+        # first layer's gradients shrink to rounding.
+        D, C = 15, 10
+        X, y = rng.standard_normal((6, D)), rng.integers(C, size=6)
+        for norm in (None, "batchnorm"):
+            model = FullyConnectedNet([20, 30], input_dim=D, num_classes=C, weight_scale=5e-1, dtype=np.float64,
+                                      normalization=norm, activation="sigmoid", rng_seed=int(rng.integers(2**31)))
+            rows += _net(f"FullyConnectedNet({norm or 'none'})", model, X, y,
+                         lambda k: 1e-4 if k.startswith("W") else 1e-5, "sigmoid, N=6")
+    return rows
+
+
 def run_checks(seed: int = 0, nets: bool = True) -> list[CheckResult]:
     """All layer checks (and net checks unless ``nets=False``), deterministic in ``seed``."""
     rng = np.random.default_rng(seed)
     rows = layer_checks(rng)
     if nets:
         rows += net_checks(rng)
-    return rows
+    return rows + papers_checks(np.random.default_rng([seed, 2015]), nets)
 
 
 def format_table(rows: list[CheckResult]) -> str:

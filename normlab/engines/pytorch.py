@@ -3,8 +3,8 @@
 ``TorchModel(model)`` takes a normlab net (``FullyConnectedNet``,
 ``ThreeLayerConvNet``: anything with ``architecture()``) and builds the net its
 ``Architecture`` describes from ``torch.nn`` (Linear, BatchNorm1d/2d,
-LayerNorm, GroupNorm, Conv2d, MaxPool2d, ReLU, dropout) with the model's
-parameters COPIED in. It then implements the normlab model protocol
+LayerNorm, GroupNorm, Conv2d, MaxPool2d, ReLU or Sigmoid, dropout) with the
+model's parameters COPIED in. It then implements the normlab model protocol
 (``normlab.nets.Model``: ``params``, ``loss(X, y=None)``, ``scores(X, mode)``,
 ``state_arrays()``, ``load_state_arrays()``, ``rng``, ``num_classes``, ...), so
 the unchanged ``Solver`` trains it: the same minibatch order, accuracy checks,
@@ -53,6 +53,11 @@ Conventions mapped explicitly:
 - L2: ``0.5 * reg * sum(W**2)`` on the weights only, added to the loss; autograd
   gives ``reg * W``.
 
+Not built here (ValueError naming the setting): the normalizations of
+``NUMPY_ONLY_NORMS`` ('noisy-batchnorm': its noise is drawn by the NumPy
+layer) and ``batch_variance='unbiased'`` (torch.nn's batch norm normalizes
+with the biased variance).
+
 torch is optional (``pip install 'normlab[torch]'``): importing this module
 does not import it; ``require_torch()`` does, with a one-line error otherwise.
 """
@@ -66,9 +71,13 @@ import numpy as np
 
 from ..nets.norms import NORMALIZATIONS
 
-__all__ = ["TorchModel", "require_torch", "torch_available", "TORCH_MISSING", "TORCH_NORMS"]
+__all__ = ["TorchModel", "require_torch", "torch_available", "TORCH_MISSING", "TORCH_NORMS", "TORCH_ACTIVATIONS",
+           "NUMPY_ONLY_NORMS"]
 
 TORCH_MISSING = "PyTorch is not installed; the torch engine needs it: pip install 'normlab[torch]'"
+
+#: The torch.nn module of each activation of ``normlab.nets.architecture.ACTIVATIONS``.
+TORCH_ACTIVATIONS = {"relu": "ReLU", "sigmoid": "Sigmoid"}
 
 #: The torch.nn module of each layer kind of the normalization table, as
 #: ``(class name, keyword arguments from (NormConfig, batch-norm momentum))``.
@@ -78,6 +87,9 @@ TORCH_NORMS = {
     "layernorm": ("LayerNorm", lambda cfg, momentum: {"eps": cfg.eps}),
     "groupnorm": ("GroupNorm", lambda cfg, momentum: {"eps": cfg.eps}),
 }
+
+#: The normalizations of the table this engine does not build, and why.
+NUMPY_ONLY_NORMS = {"noisy-batchnorm": "its noise is drawn by the NumPy layer"}
 
 # normlab parameter name -> (module prefix, module attribute): W3 -> linear3.weight
 _PARAM_PATHS = {"W": ("linear", "weight"), "b": ("linear", "bias"), "gamma": ("norm", "weight"),
@@ -147,7 +159,7 @@ def _modules(torch):
             return x * torch.from_numpy(mask)
 
     class FCNet(nn.Module):
-        """{linear{i} - [norm{i}] - ReLU - [dropout{i}]} for i < L, then linear{L}."""
+        """{linear{i} - [norm{i}] - activation (ReLU or Sigmoid) - [dropout{i}]} for i < L, then linear{L}."""
 
         def __init__(self, arch, owner, momentum):
             super().__init__()
@@ -155,6 +167,7 @@ def _modules(torch):
             dims = (*arch.input_dim, *arch.hidden_dims, arch.num_classes)
             self.num_layers = L = arch.num_layers
             self.normalized, self.dropout = norm is not None, arch.dropout is not None
+            self.activation = getattr(nn, TORCH_ACTIVATIONS[arch.activation])()
             for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:]), start=1):
                 self.add_module(f"linear{i}", nn.Linear(d_in, d_out, bias=arch.biases[i - 1]))
                 if i == L:
@@ -169,7 +182,7 @@ def _modules(torch):
                 x = getattr(self, f"linear{i}")(x)
                 if self.normalized:
                     x = getattr(self, f"norm{i}")(x)
-                x = torch.relu(x)
+                x = self.activation(x)
                 if self.dropout:
                     x = getattr(self, f"dropout{i}")(x)
             return getattr(self, f"linear{self.num_layers}")(x)
@@ -234,6 +247,12 @@ class TorchModel:
             raise ValueError(f"the torch engine draws dropout masks as normlab's dropout_forward (keep "
                              f"probability p); {type(model).__module__}.{type(model).__name__} uses its "
                              f"course's own masks; build the net with normlab.models.FullyConnectedNet")
+        if arch.normalization in NUMPY_ONLY_NORMS:
+            raise ValueError(f"{arch.normalization} runs on the numpy engine only "
+                             f"({NUMPY_ONLY_NORMS[arch.normalization]}); train it with engine 'numpy'")
+        if arch.norm is not None and arch.norm.batch_variance == "unbiased":
+            raise ValueError("batch_variance='unbiased' runs on the numpy engine only (torch.nn's batch norm "
+                             "normalizes with the biased variance); use engine 'numpy' or 'biased'")
         self.dtype = np.dtype(arch.dtype if dtype is None else dtype)
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be np.float32 or np.float64, got {dtype!r}")

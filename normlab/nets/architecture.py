@@ -20,9 +20,11 @@ import numpy as np
 
 from .norms import NormConfig
 
-__all__ = ["Architecture", "Dropout", "Conv"]
+__all__ = ["Architecture", "Dropout", "Conv", "ACTIVATIONS"]
 
 KINDS = ("fc", "cnn")
+#: The hidden layers' nonlinearities: ReLU ``max(0, x)``, sigmoid ``1 / (1 + e^-x)``.
+ACTIVATIONS = ("relu", "sigmoid")
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class Conv:
 class Architecture:
     """A net's layers and settings.
 
-    - kind: 'fc' (``{affine - [norm] - relu - [dropout]} x (L - 1) - affine``) or
+    - kind: 'fc' (``{affine - [norm] - activation - [dropout]} x (L - 1) - affine``) or
       'cnn' (``conv - [norm] - relu - pool - affine - [norm] - relu - affine``).
     - input_dim: the shape of one sample: fc (D,), cnn (C, H, W).
     - hidden_dims: the hidden affine layers' sizes (cnn: one).
@@ -73,6 +75,8 @@ class Architecture:
     - biases: per linear layer 1..L, whether it has its bias ``b{i}``.
     - dropout: fc only, None without dropout.
     - conv: cnn only.
+    - activation: the hidden layers' nonlinearity, one of ``ACTIVATIONS``:
+      'relu' (default) or 'sigmoid' (fc only; the conv net's is ReLU).
     """
     kind: str
     input_dim: tuple[int, ...]
@@ -84,6 +88,7 @@ class Architecture:
     biases: tuple[bool, ...] = ()
     dropout: Dropout | None = None
     conv: Conv | None = None
+    activation: str = "relu"
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -96,6 +101,11 @@ class Architecture:
                              f"a bias, got {self.biases!r}")
         if (self.kind == "cnn") != (self.conv is not None):
             raise ValueError(f"a {self.kind} net {'needs' if self.kind == 'cnn' else 'has no'} conv settings")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; expected one of "
+                             f"{', '.join(map(repr, ACTIVATIONS))}")
+        if self.kind == "cnn" and self.activation != "relu":
+            raise ValueError(f"the conv net's activations are ReLU, got activation={self.activation!r}")
 
     @property
     def num_layers(self) -> int:

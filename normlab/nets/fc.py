@@ -1,8 +1,10 @@
-"""A fully connected net of any depth, with optional batch/layer norm and dropout.
+"""A fully connected net of any depth, with optional normalization, ReLU or sigmoid, and dropout.
 
 Architecture, for L layers (L - 1 hidden):
 
-    {affine - [batch/layer norm] - relu - [dropout]} x (L - 1) - affine - softmax
+    {affine - [norm] - activation - [dropout]} x (L - 1) - affine - softmax
+
+norm: batch, noisy batch or layer norm; activation: ReLU (default) or sigmoid.
 
 Parameters live in ``model.params`` (W1, b1, gamma1, beta1, ..., WL, bL); the
 output layer is never normalized. Running statistics of batch norm live in
@@ -16,9 +18,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..nn._checks import as_float_array
-from ..nn.basic import affine_backward, affine_forward, dropout_backward, dropout_forward, relu_backward, relu_forward
+from ..nn.basic import (affine_backward, affine_forward, dropout_backward, dropout_forward, relu_backward, relu_forward,
+                        sigmoid_backward, sigmoid_forward)
 from ..nn.losses import softmax_loss
-from .architecture import Architecture, Dropout
+from .architecture import ACTIVATIONS, Architecture, Dropout
 from .common import check_dtype, check_reg, check_sizes, check_weight_scale, gaussian, init_rng
 from .norms import RunningStatsState, lookup
 
@@ -34,7 +37,9 @@ class FullyConnectedNet(RunningStatsState):
     - num_classes: An integer giving the number of classes to classify.
     - dropout_keep_ratio: Scalar in (0, 1], the probability of keeping a unit;
       1 means no dropout.
-    - normalization: None, 'batchnorm' or 'layernorm'.
+    - normalization: None, 'batchnorm', 'noisy-batchnorm' (batch norm, then in
+      train mode a random per-unit affine map drawn afresh at every step from
+      ``rng``: ``normlab.nn.norm.noisy``) or 'layernorm'.
     - reg: Scalar giving L2 regularization strength (0.5 * reg * sum(W**2) on weights only);
       finite, >= 0.
     - weight_scale: Standard deviation of the normal weight initialization; finite, > 0.
@@ -48,14 +53,18 @@ class FullyConnectedNet(RunningStatsState):
       ``seed``, when also given, still fixes the masks.
     - use_batchnorm: legacy keyword of the older course: True means normalization='batchnorm'.
     - norm_param: optional dict of settings for every norm layer: batch norm
-      'eps', 'momentum', 'convention' (e.g. {'convention': 'torch'}), layer norm 'eps'.
+      'eps', 'momentum', 'convention' (e.g. {'convention': 'torch'}) and
+      'batch_variance' ('biased', default, or 'unbiased': normalize with
+      var * m / (m - 1)); noisy batch norm those and 'noise_per' ('unit',
+      default, or 'sample'); layer norm 'eps'.
     - bias_before_norm: with normalization, False drops the hidden layers'
       biases b1..b(L-1): the norm's beta makes them redundant (the PyTorch
       notebook's nn.Linear(..., bias=False) before BatchNorm1d).
+    - activation: the hidden layers' nonlinearity, 'relu' (default) or 'sigmoid'.
     """
 
     #: The normalizations this net takes (keys of ``normlab.nets.norms.NORMALIZATIONS``).
-    normalizations = (None, "batchnorm", "layernorm")
+    normalizations = (None, "batchnorm", "noisy-batchnorm", "layernorm")
     #: The dropout layer, ``(x, dropout_param) -> (out, cache)``; a course face
     #: whose dropout_param['p'] is a drop probability substitutes its own.
     dropout_layer = staticmethod(dropout_forward)
@@ -67,7 +76,11 @@ class FullyConnectedNet(RunningStatsState):
 
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout_keep_ratio=1,
                  normalization=None, reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None,
-                 use_batchnorm=None, norm_param=None, bias_before_norm=True, rng_seed=None):
+                 use_batchnorm=None, norm_param=None, bias_before_norm=True, rng_seed=None, activation="relu"):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; expected one of "
+                             f"{', '.join(map(repr, ACTIVATIONS))}")
+        self.activation = activation
         if use_batchnorm:
             if normalization not in (None, "batchnorm"):
                 raise ValueError(f"use_batchnorm=True contradicts normalization={normalization!r}; "
@@ -127,7 +140,8 @@ class FullyConnectedNet(RunningStatsState):
         return Architecture(
             kind="fc", input_dim=self._dims[:1], hidden_dims=self._dims[1:-1], num_classes=self.num_classes,
             dtype=self.dtype, normalization=self.normalization, norm=self._norm_config,
-            biases=tuple(f"b{i}" in self.params for i in range(1, self.num_layers + 1)), dropout=dropout)
+            biases=tuple(f"b{i}" in self.params for i in range(1, self.num_layers + 1)), dropout=dropout,
+            activation=self.activation)
 
     # --- forward and backward ---------------------------------------------------------
     def scores(self, X, mode="test"):
@@ -139,6 +153,27 @@ class FullyConnectedNet(RunningStatsState):
         """
         return self._forward(X, mode)[0]
 
+    def activation_inputs(self, X, mode="train") -> list[np.ndarray]:
+        """What each hidden layer's activation receives: its normalization's output (noise
+        included for 'noisy-batchnorm' in train mode; the affine output without normalization),
+        one (N, D_i) array per hidden layer i = 1..L-1.
+
+        The forward pass of ``scores(X, mode)``, tapped. Afterwards the running statistics,
+        ``model.rng`` and the global ``np.random`` are as before, so probing a net during
+        training changes neither it nor the rest of its run.
+        """
+        state, global_state = self.state_arrays(), np.random.get_state()
+        gen = self.rng.bit_generator.state if self.rng is not None else None
+        taps = []
+        try:
+            self._forward(X, mode, taps)
+        finally:
+            self.load_state_arrays(state)
+            np.random.set_state(global_state)
+            if gen is not None:
+                self.rng.bit_generator.state = gen
+        return taps
+
     def loss(self, X, y=None):
         """Scores (N, C) when y is None (test mode); else (loss, grads) in train mode."""
         mode = "test" if y is None else "train"
@@ -147,7 +182,9 @@ class FullyConnectedNet(RunningStatsState):
             return scores
         return self._backward(scores, y, caches, out_cache)
 
-    def _forward(self, X, mode):
+    def _forward(self, X, mode, taps=None):
+        """Scores, the hidden layers' caches and the output layer's; ``taps``, a list, receives
+        each activation's input."""
         X = as_float_array(X, "X").astype(self.dtype, copy=False)
         if mode not in ("train", "test"):
             raise ValueError(f"unknown mode {mode!r}; expected 'train' or 'test'")
@@ -159,6 +196,8 @@ class FullyConnectedNet(RunningStatsState):
         if norm and norm.running_stats:
             for p in self.bn_params:
                 p["mode"] = mode
+                if norm.noisy:
+                    p["rng"] = self.rng    # the noise's source, as dropout's: model.rng as of now
 
         folds = norm is not None and norm.folds_bias
         caches = []
@@ -170,7 +209,9 @@ class FullyConnectedNet(RunningStatsState):
             if norm:
                 h, nc = norm.flat.forward(h, b, self.params[f"gamma{i}"], self.params[f"beta{i}"],
                                           self.bn_params[i - 1], None)
-            h, rc = relu_forward(h)
+            if taps is not None:
+                taps.append(h)
+            h, rc = (relu_forward if self.activation == "relu" else sigmoid_forward)(h)
             dc = None
             if self.use_dropout:
                 h, dc = self.dropout_layer(h, self.dropout_param)
@@ -188,7 +229,7 @@ class FullyConnectedNet(RunningStatsState):
             fc, nc, rc, dc = caches[i - 1]
             if dc is not None:
                 dh = dropout_backward(dh, dc)
-            dh = relu_backward(dh, rc)
+            dh = (relu_backward if self.activation == "relu" else sigmoid_backward)(dh, rc)
             if self._norm:
                 dh, grads[f"gamma{i}"], grads[f"beta{i}"] = self._norm.flat.backward(dh, nc)
             dh, grads[f"W{i}"], db = affine_backward(dh, fc)

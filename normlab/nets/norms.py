@@ -6,16 +6,21 @@ on (N, C, H, W) maps), which axes they reduce, whether it keeps running
 statistics, whether the bias before it is folded into it, and the course's
 per-layer param dict it is driven by.
 
-============  ==========================  ===============================  =======  ==============
-name          after an affine (N, D)      after a conv (N, C, H, W)        running  param dict
-============  ==========================  ===============================  =======  ==============
-batchnorm     batch norm over N           spatial batch norm over N, H, W  yes      ``bn_param``
-layernorm     layer norm over D           (none: fc nets only)             no       ``ln_param``
-groupnorm     layer norm over D           group norm over (C/G, H, W)      no       ``gn_param``
-============  ==========================  ===============================  =======  ==============
+===============  ==========================  ===============================  =======  ==============
+name             after an affine (N, D)      after a conv (N, C, H, W)        running  param dict
+===============  ==========================  ===============================  =======  ==============
+batchnorm        batch norm over N           spatial batch norm over N, H, W  yes      ``bn_param``
+noisy-batchnorm  batch norm, then noise      (none: fc nets only)             yes      ``bn_param``
+layernorm        layer norm over D           (none: fc nets only)             no       ``ln_param``
+groupnorm        layer norm over D           group norm over (C/G, H, W)      no       ``gn_param``
+===============  ==========================  ===============================  =======  ==============
 
 The conv net's 'groupnorm' puts layer norm after its hidden affine layer:
 the 1-D counterpart of group norm (group norm with one group).
+'noisy-batchnorm' is batch norm followed, in train mode, by a random affine
+map drawn afresh at every step (``normlab.nn.norm.noisy``, Santurkar et al.
+2018); its layers draw from the net's generator, which the net puts into their
+dicts as ``'rng'`` before every forward pass.
 
 Running statistics live in the course's per-layer dicts (``model.bn_params``,
 ``{'mode', 'eps', 'momentum', 'convention', 'running_mean', 'running_var'}``,
@@ -34,6 +39,7 @@ import numpy as np
 from ..nn.norm.batchnorm import (BatchNormConfig, batchnorm_after_bias, batchnorm_backward_alt,
                                  spatial_batchnorm_backward)
 from ..nn.norm.group import layernorm_backward, layernorm_forward, spatial_groupnorm_backward, spatial_groupnorm_forward
+from ..nn.norm.noisy import check_noise_per, noisy_batchnorm_backward, noisy_batchnorm_forward
 
 __all__ = ["NormLayer", "Normalization", "NormConfig", "NORMALIZATIONS", "lookup", "RunningStatsState"]
 
@@ -47,15 +53,21 @@ class NormConfig:
       (momentum resolved: 0.9 on the OLD value for 'course', 0.1 on the NEW batch
       for 'torch'); None for the norms without running statistics.
     - groups: group norm's number of groups G (dividing the channels); else None.
+    - batch_variance: batch norm's 'biased' or 'unbiased' variance to normalize
+      with in train mode, as ``BatchNormConfig``; None for the other norms.
+    - noise_per: noisy batch norm's 'unit' or 'sample' (``normlab.nn.norm.noisy``); else None.
     """
     eps: float = 1e-5
     momentum: float | None = None
     convention: str | None = None
     groups: int | None = None
+    batch_variance: str | None = None
+    noise_per: str | None = None
 
     def batchnorm(self) -> BatchNormConfig:
         """The ``BatchNormConfig`` of a batch-norm layer with these settings."""
-        return BatchNormConfig(eps=self.eps, momentum=self.momentum, convention=self.convention)
+        return BatchNormConfig(eps=self.eps, momentum=self.momentum, convention=self.convention,
+                               batch_variance=self.batch_variance or "biased")
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,7 @@ class Normalization:
       mode, so it reaches only the running mean.
     - grouped: the spatial layer splits the channels into ``groups`` groups.
     - param_keys: the ``norm_param`` keys it reads.
+    - noisy: its layers draw noise in train mode from ``param['rng']`` (the net's generator).
     """
     name: str
     flat: NormLayer
@@ -95,6 +108,7 @@ class Normalization:
     folds_bias: bool
     grouped: bool
     param_keys: tuple[str, ...]
+    noisy: bool = False
 
     def config(self, norm_param: dict, groups: int | None = None) -> NormConfig:
         """The settings from a net's ``norm_param`` (validated: only ``param_keys``, and batch norm's
@@ -103,8 +117,10 @@ class Normalization:
         if unknown:
             raise ValueError(f"unknown norm_param keys {unknown} for {self.name}; allowed: {list(self.param_keys)}")
         if self.running_stats:
-            bn = BatchNormConfig(**norm_param)
-            return NormConfig(bn.eps, bn.momentum, bn.convention)
+            bn = BatchNormConfig(**{k: v for k, v in norm_param.items() if k != "noise_per"})
+            noise_per = check_noise_per(norm_param.get("noise_per", "unit")) if self.noisy else None
+            return NormConfig(bn.eps, bn.momentum, bn.convention, batch_variance=bn.batch_variance,
+                              noise_per=noise_per)
         return NormConfig(eps=norm_param.get("eps", 1e-5), groups=groups if self.grouped else None)
 
     def layer_param(self, norm_param: dict) -> dict:
@@ -118,6 +134,10 @@ class Normalization:
 
 def _batchnorm(x, bias, gamma, beta, param, groups):
     return batchnorm_after_bias(x, bias, gamma, beta, param)
+
+
+def _noisy_batchnorm(x, bias, gamma, beta, param, groups):
+    return noisy_batchnorm_forward(x, gamma, beta, param, bias=bias)
 
 
 def _layernorm(x, bias, gamma, beta, param, groups):
@@ -134,7 +154,12 @@ NORMALIZATIONS: dict[str, Normalization] = {
     "batchnorm": Normalization(
         "batchnorm", flat=NormLayer("batchnorm", _batchnorm, batchnorm_backward_alt, (0,)),
         spatial=NormLayer("spatial_batchnorm", _batchnorm, spatial_batchnorm_backward, (0, 2, 3)),
-        running_stats=True, folds_bias=True, grouped=False, param_keys=("eps", "momentum", "convention")),
+        running_stats=True, folds_bias=True, grouped=False,
+        param_keys=("eps", "momentum", "convention", "batch_variance")),
+    "noisy-batchnorm": Normalization(
+        "noisy-batchnorm", flat=NormLayer("noisy_batchnorm", _noisy_batchnorm, noisy_batchnorm_backward, (0,)),
+        spatial=None, running_stats=True, folds_bias=True, grouped=False,
+        param_keys=("eps", "momentum", "convention", "batch_variance", "noise_per"), noisy=True),
     "layernorm": Normalization(
         "layernorm", flat=_LAYERNORM, spatial=None,
         running_stats=False, folds_bias=False, grouped=False, param_keys=("eps",)),

@@ -1,4 +1,4 @@
-"""Affine, ReLU and inverted dropout layers."""
+"""Affine, ReLU, sigmoid and inverted dropout layers."""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -7,8 +7,8 @@ import numpy as np
 
 from ._checks import as_float_array, require_min_ndim, require_mode
 
-__all__ = ["AffineCache", "ReluCache", "DropoutCache",
-           "affine_forward", "affine_backward", "relu_forward", "relu_backward",
+__all__ = ["AffineCache", "ReluCache", "SigmoidCache", "DropoutCache",
+           "affine_forward", "affine_backward", "relu_forward", "relu_backward", "sigmoid_forward", "sigmoid_backward",
            "dropout_forward", "dropout_backward", "dropout_uniforms", "inverted_dropout", "dropout_args"]
 
 
@@ -19,6 +19,11 @@ class AffineCache(NamedTuple):
 
 class ReluCache(NamedTuple):
     x: np.ndarray
+
+
+class SigmoidCache(NamedTuple):
+    out: np.ndarray          # sigma(x)
+    complement: np.ndarray   # 1 - sigma(x), evaluated as sigma(-x)
 
 
 class DropoutCache(NamedTuple):
@@ -78,6 +83,31 @@ def relu_forward(x):
 def relu_backward(dout, cache):
     """dx = dout where x > 0, else 0 (the subgradient at 0 is taken as 0)."""
     return np.where(cache.x > 0, dout, np.zeros((), dtype=dout.dtype))
+
+
+def sigmoid_forward(x):
+    """Logistic sigmoid, elementwise: ``sigma(x) = 1 / (1 + e^-x)``.
+
+    Evaluated through ``z = e^-|x|`` in (0, 1] only: ``sigma(x) = 1 / (1 + z)``
+    for x >= 0 and ``z / (1 + z)`` for x < 0, so no exponential overflows at
+    any |x| (``e^-x`` itself overflows float32 below x = -89). out has x's
+    shape and float dtype.
+
+    Returns ``(out, SigmoidCache(out, 1 - out))``, the complement formed as
+    ``sigma(-x)``: near sigma = 1 the subtraction would cancel.
+    """
+    x = as_float_array(x, "x")
+    z = np.exp(-np.abs(x))
+    r = 1 / (1 + z)          # sigma(|x|)
+    zr = z * r               # sigma(-|x|) = 1 - sigma(|x|), without the cancellation
+    positive = x >= 0
+    out = np.where(positive, r, zr)
+    return out, SigmoidCache(out, np.where(positive, zr, r))
+
+
+def sigmoid_backward(dout, cache):
+    """``dx = dout * sigma (1 - sigma)``: dsigma/dx = sigma(x) sigma(-x), both from the cache."""
+    return dout * (cache.out * cache.complement)
 
 
 _DROPOUT_KEYS = {"mode", "p", "seed", "rng"}

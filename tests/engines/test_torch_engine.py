@@ -217,3 +217,37 @@ def test_cli_run_with_torch_engine(tmp_path, capsys):
     assert "torch" in json.dumps(config)
     hists = list((out / "runs" / "bn-vs-baseline").rglob("*.json"))
     assert len(hists) == 4 and all(json.loads(h.read_text())["spec"]["engine"] == "torch" for h in hists)
+
+
+@pytest.mark.parametrize("kw", [
+    {}, {"normalization": "batchnorm", "norm_param": TORCH_BN},
+    {"normalization": "batchnorm", "norm_param": TORCH_BN, "bias_before_norm": False, "reg": 0.1},
+    {"normalization": "layernorm", "dropout_keep_ratio": 0.7},
+], ids=["plain", "bn", "bn-nobias-reg", "ln-dropout"])
+def test_sigmoid_fc_loss_grads_and_scores_match_numpy(rng, kw):
+    model = FullyConnectedNet([7, 6], input_dim=5, num_classes=4, dtype=np.float64, weight_scale=0.5,
+                              activation="sigmoid", **{"rng_seed": 0, **kw})
+    tm = TorchModel(model)
+    assert tm.architecture().activation == "sigmoid"
+    assert isinstance(tm.net.activation, torch.nn.Sigmoid)
+    X, y = _data(rng, (5,), n=10, classes=4)
+    loss, grads = model.loss(X, y)
+    t_loss, t_grads = tm.loss(X, y)
+    assert t_loss == pytest.approx(loss, rel=1e-12)
+    for k in grads:
+        np.testing.assert_allclose(t_grads[k], grads[k], rtol=1e-9, atol=1e-13)
+    np.testing.assert_allclose(tm.loss(X), model.loss(X), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(tm.scores(X, "train"), model.scores(X, "train"), rtol=1e-12, atol=1e-14)
+    relu = TorchModel(FullyConnectedNet([7, 6], input_dim=5, num_classes=4, rng_seed=0))
+    assert isinstance(relu.net.activation, torch.nn.ReLU)
+
+
+def test_numpy_only_settings_are_refused():
+    with pytest.raises(ValueError, match="noisy-batchnorm runs on the numpy engine only"):
+        TorchModel(FullyConnectedNet([6], input_dim=4, normalization="noisy-batchnorm", rng_seed=0))
+    with pytest.raises(ValueError, match="batch_variance='unbiased' runs on the numpy engine only"):
+        TorchModel(FullyConnectedNet([6], input_dim=4, normalization="batchnorm",
+                                     norm_param={"batch_variance": "unbiased"}, rng_seed=0))
+    with pytest.raises(ValueError, match="batch_variance='unbiased' runs on the numpy engine only"):
+        TorchModel(ThreeLayerConvNet((2, 4, 4), num_filters=2, filter_size=3, normalization="batchnorm",
+                                     norm_param={"batch_variance": "unbiased"}, rng_seed=0))

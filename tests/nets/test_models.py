@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from normlab.gradient_check import eval_numerical_gradient, rel_error
+from normlab.gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
 from normlab.models import FullyConnectedNet, ThreeLayerConvNet
 
 # The course's gradient-check sizes.
@@ -489,3 +489,127 @@ def test_fc_net_float32_is_float32_throughout_training(monkeypatch, rng, normali
         assert calls["batchnorm_after_bias" if normalization == "batchnorm" else "layernorm_forward"] > 0
     assert {k for k in ("m", "v") for c in configs.values() if k in c} == {"m", "v"}
     assert not leaks, leaks
+
+
+# ------------------------------------------------------------------ activation: ReLU (default) or sigmoid
+
+def _smooth_numeric_grads(model, X, y):
+    """The loss's gradient by the five-point stencil at h = 1e-3: sigmoid nets have no kinks, and
+    central differences at h = 1e-5 leave ~1e-5 of rounding on their smallest entries."""
+    f = lambda _: np.array(model.loss(X, y)[0])
+    return {name: eval_numerical_gradient_array(f, p, np.array(1.0), h=1e-3, order=4)
+            for name, p in model.params.items()}
+
+
+# Measured (rng_seed 0, data seeds 0-5, N=6, weight scale 0.5), max rel_error over the parameters
+# (biases before batch norm excluded): no norm 2e-8 (reg 0) and 2e-8 (0.5); batchnorm 5e-8 and 9e-8.
+@pytest.mark.parametrize("normalization", [None, "batchnorm"])
+@pytest.mark.parametrize("reg", [0.0, 0.5])
+def test_sigmoid_net_gradient_check(normalization, reg):
+    X, y = _course_data(n=6)
+    model = FullyConnectedNet([H1, H2], input_dim=D, num_classes=C, reg=reg, weight_scale=0.5, dtype=np.float64,
+                              normalization=normalization, activation="sigmoid", rng_seed=0)
+    assert model.architecture().activation == "sigmoid"
+    loss, grads = model.loss(X, y)
+    assert np.isfinite(loss)
+    _assert_net_gradients(model, grads, _smooth_numeric_grads(model, X, y), rel_tol=1e-6, normwise_tol=1e-8)
+
+
+def test_relu_is_the_default_and_unchanged(rng):
+    X, y = rng.standard_normal((5, D)), rng.integers(C, size=5)
+    model = FullyConnectedNet([H1, H2], input_dim=D, num_classes=C, weight_scale=0.3, dtype=np.float64, rng_seed=0)
+    explicit = FullyConnectedNet([H1, H2], input_dim=D, num_classes=C, weight_scale=0.3, dtype=np.float64,
+                                 rng_seed=0, activation="relu")
+    assert model.activation == "relu" and model.architecture().activation == "relu"
+    P = model.params
+    h = np.maximum(X @ P["W1"] + P["b1"], 0)
+    h = np.maximum(h @ P["W2"] + P["b2"], 0)
+    assert np.array_equal(model.loss(X), h @ P["W3"] + P["b3"])
+    (a, ga), (b, gb) = model.loss(X, y), explicit.loss(X, y)
+    assert a == b and all(np.array_equal(ga[k], gb[k]) for k in ga)
+
+
+def test_sigmoid_net_forward_closed_form_and_dtype(rng):
+    X = rng.standard_normal((5, D))
+    for dtype in (np.float32, np.float64):
+        model = FullyConnectedNet([H1], input_dim=D, num_classes=C, weight_scale=0.3, dtype=dtype,
+                                  activation="sigmoid", rng_seed=0)
+        P = {k: v.astype(np.float64) for k, v in model.params.items()}
+        want = 1 / (1 + np.exp(-(X @ P["W1"] + P["b1"]))) @ P["W2"] + P["b2"]
+        scores = model.loss(X)
+        assert scores.dtype == dtype
+        np.testing.assert_allclose(scores, want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
+
+
+def test_unknown_activation_raises():
+    with pytest.raises(ValueError, match=r"unknown activation 'tanh'; expected one of 'relu', 'sigmoid'"):
+        FullyConnectedNet([H1], input_dim=D, activation="tanh")
+    from normlab.nets.architecture import Architecture
+    arch = FullyConnectedNet([H1], input_dim=D).architecture()
+    with pytest.raises(ValueError, match="unknown activation 'gelu'"):
+        dataclasses.replace(arch, activation="gelu")
+    with pytest.raises(ValueError, match="the conv net's activations are ReLU"):
+        dataclasses.replace(ThreeLayerConvNet(input_dim=(1, 4, 4), filter_size=3).architecture(), activation="sigmoid")
+    assert Architecture.__dataclass_fields__["activation"].default == "relu"
+
+
+# ------------------------------------------------------------------ activation_inputs
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+def test_activation_inputs_equal_a_manual_forward_and_change_nothing(rng, activation):
+    """Train mode: batch norm with the batch's statistics, dropout with the masks model.rng would draw
+    next; afterwards running statistics and generator are as before, so training continues exactly
+    as without the probe."""
+    X, y = rng.standard_normal((8, D)), rng.integers(C, size=8)
+    kw = dict(input_dim=D, num_classes=C, weight_scale=0.3, dtype=np.float64, normalization="batchnorm",
+              dropout_keep_ratio=0.8, activation=activation, rng_seed=3)
+    model, twin = FullyConnectedNet([H1, H2], **kw), FullyConnectedNet([H1, H2], **kw)
+    model.loss(X, y)
+    twin.loss(X, y)                                 # both with running statistics, both one step in
+    state, gen = model.state_arrays(), model.rng.bit_generator.state
+    taps = model.activation_inputs(X)
+
+    replay = np.random.default_rng()
+    replay.bit_generator.state = gen
+    act = (lambda a: np.maximum(a, 0)) if activation == "relu" else (lambda a: 1 / (1 + np.exp(-a)))
+    P, h = model.params, X
+    assert [t.shape for t in taps] == [(8, H1), (8, H2)]
+    for i, tap in enumerate(taps, start=1):
+        z = h @ P[f"W{i}"] + P[f"b{i}"]
+        want = (z - z.mean(0)) / np.sqrt(z.var(0) + 1e-5) * P[f"gamma{i}"] + P[f"beta{i}"]
+        np.testing.assert_allclose(tap, want, rtol=1e-10, atol=1e-12)
+        h = act(tap) * (replay.random(tap.shape) < 0.8) / 0.8
+    after = model.state_arrays()
+    assert set(after) == set(state) and all(np.array_equal(after[k], state[k]) for k in state)
+    assert model.rng.bit_generator.state == gen
+    (a, ga), (b, gb) = model.loss(X, y), twin.loss(X, y)
+    assert a == b and all(np.array_equal(ga[k], gb[k]) for k in ga)
+
+
+def test_activation_inputs_in_test_mode_and_on_an_untrained_net(rng):
+    X = rng.standard_normal((4, D))
+    model = FullyConnectedNet([H1], input_dim=D, num_classes=C, weight_scale=0.3, dtype=np.float64,
+                              normalization="batchnorm", rng_seed=0)
+    assert model.state_arrays() == {}
+    model.activation_inputs(X)
+    assert model.state_arrays() == {}                # the probe's running statistics are dropped again
+    model.loss(X, rng.integers(C, size=4))
+    rm, rv = model.bn_params[0]["running_mean"], model.bn_params[0]["running_var"]
+    (tap,) = model.activation_inputs(X, mode="test")
+    z = X @ model.params["W1"] + model.params["b1"]
+    np.testing.assert_allclose(tap, (z - rm) / np.sqrt(rv + 1e-5) * model.params["gamma1"] + model.params["beta1"],
+                               rtol=1e-10, atol=1e-12)
+    plain = FullyConnectedNet([H1], input_dim=D, num_classes=C, dtype=np.float64, rng_seed=0)
+    (tap,) = plain.activation_inputs(X)
+    np.testing.assert_array_equal(tap, X @ plain.params["W1"] + plain.params["b1"])
+    with pytest.raises(ValueError, match="unknown mode 'eval'"):
+        plain.activation_inputs(X, mode="eval")
+
+
+def test_activation_inputs_restore_the_global_generator_without_rng_seed(rng):
+    X = rng.standard_normal((4, D))
+    np.random.seed(0)
+    model = FullyConnectedNet([H1], input_dim=D, num_classes=C, dropout_keep_ratio=0.5, dtype=np.float64)
+    before = np.random.get_state()[1].copy()
+    model.activation_inputs(X)
+    assert np.array_equal(np.random.get_state()[1], before)

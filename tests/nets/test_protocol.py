@@ -80,7 +80,7 @@ def test_normalization_table():
         for name in net.normalizations:
             assert name is None or name in NORMALIZATIONS
     assert all(NORMALIZATIONS[n].spatial is not None for n in ThreeLayerConvNet.normalizations if n)
-    assert [n for n, e in NORMALIZATIONS.items() if e.running_stats] == ["batchnorm"]
+    assert [n for n, e in NORMALIZATIONS.items() if e.running_stats] == ["batchnorm", "noisy-batchnorm"]
     assert NORMALIZATIONS["groupnorm"].flat is NORMALIZATIONS["layernorm"].flat
     with pytest.raises(ValueError, match=r"unknown normalization 'x'; expected one of None, 'batchnorm'"):
         lookup("x", FullyConnectedNet.normalizations)
@@ -91,8 +91,9 @@ def test_normalization_table():
 
 
 def test_torch_norm_modules_cover_the_table():
-    from normlab.engines.pytorch import TORCH_NORMS
-    kinds = {layer.kind for e in NORMALIZATIONS.values() for layer in (e.flat, e.spatial) if layer is not None}
+    from normlab.engines.pytorch import NUMPY_ONLY_NORMS, TORCH_NORMS
+    kinds = {layer.kind for n, e in NORMALIZATIONS.items() if n not in NUMPY_ONLY_NORMS
+             for layer in (e.flat, e.spatial) if layer is not None}
     assert kinds == set(TORCH_NORMS)
 
 

@@ -1,11 +1,11 @@
-"""Affine, ReLU and dropout: closed form, finite differences, PyTorch, properties."""
+"""Affine, ReLU, sigmoid and dropout: closed form, finite differences, PyTorch, properties."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from normlab.nn.basic import (affine_backward, affine_forward, dropout_backward, dropout_forward, relu_backward,
-                           relu_forward)
+                           relu_forward, sigmoid_backward, sigmoid_forward)
 from normlab.gradient_check import eval_numerical_gradient_array, rel_error
 
 
@@ -347,3 +347,76 @@ def test_relu_properties(shape, dtype, seed):
     assert np.all(out >= 0)
     np.testing.assert_array_equal(out, np.maximum(x, 0))
     np.testing.assert_array_equal(dx, np.where(x > 0, dout, 0))
+
+
+# ------------------------------------------------------------------ sigmoid
+
+def test_sigmoid_forward_closed_form(rng):
+    x = 4 * rng.standard_normal((5, 3, 2))
+    out, cache = sigmoid_forward(x)
+    np.testing.assert_allclose(out, 1.0 / (1.0 + np.exp(-x)), rtol=1e-15, atol=0)
+    np.testing.assert_allclose(cache.complement, 1.0 - out, rtol=1e-14, atol=1e-16)
+    assert sigmoid_forward(np.zeros(3))[0].tolist() == [0.5, 0.5, 0.5]
+    dout = rng.standard_normal(x.shape)
+    s = 1.0 / (1.0 + np.exp(-x))
+    np.testing.assert_allclose(sigmoid_backward(dout, cache), dout * s * (1 - s), rtol=1e-13, atol=1e-16)
+
+
+def test_sigmoid_backward_numerical(rng):
+    x = 3 * rng.standard_normal((6, 7))
+    dout = rng.standard_normal(x.shape)       # random: an all-ones dout would test only the sum
+    _, cache = sigmoid_forward(x)
+    # smooth: the five-point stencil at h = 1e-2 (as `normlab gradcheck`); central differences at
+    # h = 1e-5 leave ~1e-8 of rounding on the tail entries (|dx| ~ 1e-4), worst 2e-10 here over 30 seeds
+    dx_num = eval_numerical_gradient_array(lambda v: sigmoid_forward(v)[0], x.copy(), dout, h=1e-2, order=4)
+    assert rel_error(sigmoid_backward(dout, cache), dx_num) < 1e-8
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_extreme_inputs_finite_without_warnings(dtype):
+    """e^-x overflows below x = -89 (float32) or -710 (float64); the layer never forms it."""
+    x = np.array([-1e4, -1e3, -100.0, -30.0, 0.0, 30.0, 100.0, 1e3, 1e4], dtype=dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):   # raise, not only warn (underflow to 0 is right)
+        out, cache = sigmoid_forward(x)
+        dx = sigmoid_backward(np.ones_like(x), cache)
+    assert out.dtype == dx.dtype == dtype
+    assert np.all(np.isfinite(out)) and np.all(np.isfinite(dx))
+    assert out[0] == 0 and out[-1] == 1 and dx[0] == 0 and dx[-1] == 0
+    assert np.all((out >= 0) & (out <= 1)) and np.all(np.diff(out) >= 0)
+    # far in the tails the tiny values are still right, not rounded to 0 by 1 - sigma
+    if dtype == np.float64:
+        np.testing.assert_allclose(out[2], np.exp(-100.0), rtol=1e-14)
+        np.testing.assert_allclose(dx[[2, 6]], np.exp(-100.0), rtol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_keeps_dtype(rng, dtype):
+    x = rng.standard_normal((4, 3)).astype(dtype)
+    out, cache = sigmoid_forward(x)
+    dx = sigmoid_backward(rng.standard_normal(x.shape).astype(dtype), cache)
+    assert out.dtype == dx.dtype == cache.out.dtype == cache.complement.dtype == dtype
+    assert out.shape == dx.shape == x.shape
+
+
+def test_sigmoid_matches_torch(rng):
+    torch = pytest.importorskip("torch")
+    x = np.concatenate([5 * rng.standard_normal(40), [-800.0, -40.0, 0.0, 40.0, 800.0]])
+    dout = rng.standard_normal(x.shape)
+    out, cache = sigmoid_forward(x)
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    outt = torch.sigmoid(xt)
+    outt.backward(torch.tensor(dout))
+    np.testing.assert_allclose(out, outt.detach().numpy(), rtol=1e-15, atol=0)
+    # torch's backward forms 1 - y, which loses relative precision as y -> 1 (ours: sigma(-x)), so the
+    # tails agree to an absolute 1e-16, not relatively
+    np.testing.assert_allclose(sigmoid_backward(dout, cache), xt.grad.numpy(), rtol=1e-12, atol=1e-16)
+    x32 = x.astype(np.float32)
+    np.testing.assert_allclose(sigmoid_forward(x32)[0], torch.sigmoid(torch.from_numpy(x32)).numpy(),
+                               rtol=2e-7, atol=0)
+
+
+def test_sigmoid_flat_api_and_bad_input():
+    from normlab import layers
+    assert layers.sigmoid_forward is sigmoid_forward and layers.sigmoid_backward is sigmoid_backward
+    with pytest.raises(TypeError, match="floating-point"):
+        sigmoid_forward(np.array(["a"]))

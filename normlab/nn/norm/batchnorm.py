@@ -6,6 +6,12 @@ Train mode, over the m entries of each feature (the batch; and H, W for spatial)
     x_hat = (x - mu) / sqrt(var + eps)
     out = gamma * x_hat + beta
 
+With ``BatchNormConfig(batch_variance='unbiased')`` train mode normalizes
+with ``var * m / (m - 1)`` instead (``sum((x - mu)^2) / (m - 1)``: Ba, Kiros &
+Hinton 2016 trained their batch-norm baselines so, at batch 4), and the
+backward is that forward's gradient. The running variance is updated as its
+convention says either way.
+
 Test mode uses the running statistics instead of mu and var.
 
 Running statistics: two conventions, chosen per layer by ``BatchNormConfig``.
@@ -43,6 +49,7 @@ __all__ = [
 ]
 
 CONVENTIONS = ("course", "torch")
+BATCH_VARIANCES = ("biased", "unbiased")
 _DEFAULT_MOMENTUM = {"course": 0.9, "torch": 0.1}
 
 
@@ -52,17 +59,26 @@ class BatchNormConfig:
     eps: float = 1e-5
     momentum: float | None = None      # None: 0.9 for 'course', 0.1 for 'torch'
     convention: str = "course"
+    batch_variance: str = "biased"     # train mode normalizes with it: 'biased' (/ m) or 'unbiased' (/ (m - 1))
 
     def __post_init__(self):
         if self.convention not in CONVENTIONS:
             raise ValueError(f"unknown batch-norm convention {self.convention!r}; "
                              f"expected 'course' (CS231n) or 'torch' (PyTorch)")
+        if self.batch_variance not in BATCH_VARIANCES:
+            raise ValueError(f"unknown batch_variance {self.batch_variance!r}; expected 'biased' (divide by m, "
+                             f"the paper's) or 'unbiased' (divide by m - 1)")
         if self.momentum is None:
             object.__setattr__(self, "momentum", _DEFAULT_MOMENTUM[self.convention])
         if not 0.0 <= float(self.momentum) <= 1.0:
             raise ValueError(f"momentum must lie in [0, 1], got {self.momentum}")
         if not float(self.eps) > 0.0:
             raise ValueError(f"eps must be positive, got {self.eps}")
+
+    @property
+    def ddof(self) -> int:
+        """The batch variance's divisor is m - ddof: 0 biased, 1 unbiased."""
+        return int(self.batch_variance == "unbiased")
 
     @property
     def new_weight(self) -> float:
@@ -91,13 +107,14 @@ class BatchNormCache(NamedTuple):
     """
     x: np.ndarray             # the input as given
     mean: np.ndarray          # batch mean (train) or running mean (test)
-    var: np.ndarray           # biased batch variance (train) or running variance (test)
+    var: np.ndarray           # batch variance normalized with (train) or running variance (test)
     inv_std: np.ndarray       # 1 / sqrt(var + eps)
     gamma: np.ndarray
     eps: float
     axes: tuple[int, ...]     # the reduced axes of x: (0,) or (0, 2, 3)
     batch_stats: bool         # True in train mode: the statistics depend on x
     param_shape: tuple[int, ...]  # gamma's shape as given, for dgamma / dbeta
+    ddof: int = 0             # train mode: var = sum((x - mean)^2) / (m - ddof)
 
     @property
     def x_hat(self) -> np.ndarray:
@@ -129,9 +146,12 @@ def batchnorm_train(x, gamma, beta, stats: RunningStats | None, config: BatchNor
     arithmetic nothing changes; in floating point the output no longer
     carries the rounding of ``x + offset``, so finite differences of that
     bias (whose true gradient is 0) read exactly 0 instead of rounding noise.
+    ``config.batch_variance == 'unbiased'`` normalizes with ``var * m / (m - 1)``;
+    the running variance is updated as without it.
     Raises ValueError when each channel has a single value (m == 1: the
-    variance is 0 and the output carries no information), and NonFiniteError
-    on NaN/inf input; the running statistics are untouched in both cases.
+    variance is 0, or 0/0 unbiased, and the output carries no information),
+    and NonFiniteError on NaN/inf input; the running statistics are untouched
+    in both cases.
     """
     x, g, b, param_shape = _prepare(x, gamma, beta, axes)
     m = reduced_size(x.shape, axes)
@@ -140,7 +160,8 @@ def batchnorm_train(x, gamma, beta, stats: RunningStats | None, config: BatchNor
                          f"{x.shape}; use a batch of at least 2 or mode='test'")
     v = np.ascontiguousarray(x)   # the kernels' layout: copied (if at all) once for both passes
     mean, var = moments(v, axes, where="batchnorm")
-    inv_std = 1.0 / np.sqrt(var + np.asarray(config.eps, dtype=x.dtype))
+    norm_var = var * (m / (m - 1)) if config.ddof else var
+    inv_std = 1.0 / np.sqrt(norm_var + np.asarray(config.eps, dtype=x.dtype))
     out = affine_normalize(v, axes, mean, inv_std, g, b)
     if stats is None:
         stats = RunningStats.initial(x.shape[1], x.dtype, config)
@@ -152,7 +173,7 @@ def batchnorm_train(x, gamma, beta, stats: RunningStats | None, config: BatchNor
     w = config.new_weight
     new_stats = RunningStats(((1 - w) * stats.mean + w * batch_mean).astype(x.dtype, copy=False),
                              ((1 - w) * stats.var + w * batch_var).astype(x.dtype, copy=False))
-    cache = BatchNormCache(x, mean, var, inv_std, g, config.eps, axes, True, param_shape)
+    cache = BatchNormCache(x, mean, norm_var, inv_std, g, config.eps, axes, True, param_shape, config.ddof)
     return out, new_stats, cache
 
 
@@ -176,7 +197,7 @@ def batchnorm_eval(x, gamma, beta, stats: RunningStats | None, config: BatchNorm
 def batchnorm_backward_staged(dout, cache: BatchNormCache):
     """Backward through the forward graph, one node at a time (the course's staged version).
 
-    Graph: mu = mean(x); xc = x - mu; var = mean(xc^2); inv = 1/sqrt(var + eps);
+    Graph: mu = mean(x); xc = x - mu; var = sum(xc^2) / (m - ddof); inv = 1/sqrt(var + eps);
     x_hat = xc * inv; out = gamma * x_hat + beta. Returns ``(dx, dgamma, dbeta)``.
     The course asks for this form; ``batchnorm_backward_closed`` is the core's.
     """
@@ -194,7 +215,7 @@ def batchnorm_backward_staged(dout, cache: BatchNormCache):
     dinv = np.sum(dx_hat * xc, axis=c.axes, keepdims=True)       # x_hat = xc * inv
     dxc = dx_hat * inv
     dvar = dinv * (-0.5) * inv ** 3                              # inv = (var + eps)^(-1/2)
-    dxc += xc * (2.0 / m) * dvar                                 # var = mean(xc^2)
+    dxc += xc * (2.0 / (m - c.ddof)) * dvar                      # var = sum(xc^2) / (m - ddof)
     dmu = -dxc.sum(axis=c.axes, keepdims=True)                   # xc = x - mu
     dx = dxc + dmu / m                                           # mu = mean(x)
     return _finish(dx, dgamma, dbeta, c)
@@ -209,7 +230,7 @@ def batchnorm_backward_closed(dout, cache: BatchNormCache):
     """
     c = cache
     dx, dgamma, dbeta = affine_normalize_backward(np.asarray(dout, dtype=c.x.dtype), c.x, c.axes, c.mean,
-                                                  c.inv_std, c.gamma, c.batch_stats)
+                                                  c.inv_std, c.gamma, c.batch_stats, ddof=c.ddof)
     return _finish(dx, dgamma, dbeta, c)
 
 
@@ -221,7 +242,7 @@ def _finish(dx, dgamma, dbeta, c: BatchNormCache):
 # ----------------------------------------------------------------------------
 # Course API: the bn_param dict, updated in place with the new running stats.
 
-_BN_PARAM_KEYS = {"mode", "eps", "momentum", "running_mean", "running_var", "convention"}
+_BN_PARAM_KEYS = {"mode", "eps", "momentum", "running_mean", "running_var", "convention", "batch_variance"}
 
 
 def _config(bn_param: dict) -> BatchNormConfig:
@@ -234,7 +255,8 @@ def _config(bn_param: dict) -> BatchNormConfig:
         raise ValueError("bn_param needs a 'mode' key: 'train' or 'test'")
     require_mode(bn_param["mode"])
     return BatchNormConfig(eps=bn_param.get("eps", 1e-5), momentum=bn_param.get("momentum"),
-                           convention=bn_param.get("convention", "course"))
+                           convention=bn_param.get("convention", "course"),
+                           batch_variance=bn_param.get("batch_variance", "biased"))
 
 
 def _stats(bn_param: dict, num_features: int, dtype, config) -> RunningStats:
@@ -294,6 +316,7 @@ def batchnorm_forward(x, gamma, beta, bn_param):
       - running_mean: Array of shape (D,) giving running mean of features
       - running_var: Array of shape (D,) giving running variance of features
       - convention: 'course' (default) or 'torch', see the module docstring
+      - batch_variance: 'biased' (default) or 'unbiased', the variance train mode normalizes with
 
     Returns a tuple of:
     - out: of shape (N, D)

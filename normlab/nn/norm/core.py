@@ -214,7 +214,7 @@ def _backward_pass(dout, x, mean, k, a, c) -> np.ndarray:
 
 
 def affine_normalize_backward(dout: np.ndarray, x: np.ndarray, axes: tuple[int, ...], mean, inv_std, gamma,
-                              batch_stats: bool = True, *, fast: bool | None = None):
+                              batch_stats: bool = True, *, fast: bool | None = None, ddof: int = 0):
     """``(dx, dgamma, dbeta)`` of ``affine_normalize``; dgamma, dbeta per statistic (keepdims).
 
     dout has x's dtype. ``batch_stats``: mean and inv_std are x's own
@@ -222,9 +222,11 @@ def affine_normalize_backward(dout: np.ndarray, x: np.ndarray, axes: tuple[int, 
     so ``dx = gamma * inv_std * dout``. With batch statistics:
 
         dgamma = sum(dout x_hat),  dbeta = sum(dout)
-        dx = k dout + a (x - mean) + c,  k = gamma inv_std,  a = -k inv_std dgamma / m,  c = -k dbeta / m
+        dx = k dout + a (x - mean) + c,  k = gamma inv_std,  a = -k inv_std dgamma / (m - ddof),  c = -k dbeta / m
 
-    which is the core's dx for dxhat = gamma dout.
+    which is the core's dx for dxhat = gamma dout. ``ddof``: inv_std is
+    ``1 / sqrt(sum((x - mean)^2) / (m - ddof) + eps)``; 0 the biased variance
+    (the core's), 1 the unbiased one. Only the variance's path, ``a``, sees it.
     """
     shape, m = x.shape, reduced_size(x.shape, axes)
     kernels = _use_kernels(x, axes, fast)
@@ -242,7 +244,7 @@ def affine_normalize_backward(dout: np.ndarray, x: np.ndarray, axes: tuple[int, 
     if not batch_stats:
         dx = backward_pass(dout, x, mean, k, np.zeros_like(k), np.zeros_like(k))
     else:
-        a = -k * inv_std * dgamma / m
+        a = -k * inv_std * dgamma / (m - ddof)
         # sum(dx) over the reduced axes is exactly 0 (it is the gradient of a bias
         # before the norm). residual = sum(x - mean) is 0 too, up to the rounding
         # of the mean; charging it to the constant term keeps that rounding,
