@@ -93,6 +93,8 @@ class Analyses:
                         config=config_to_dict(p.config), metrics={}), 0.0
                 if not section.config:
                     section.config = config_to_dict(p.config)
+                if section.paper is not None:
+                    section.paper["analysis_seconds"] = round(secs, 1)
                 sections.append(section)
                 progress("analyzed", index=i, total=len(self.plans), name=p.name, seconds=secs)
         finally:

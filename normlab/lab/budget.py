@@ -117,7 +117,18 @@ def run_cost(spec) -> RunCost:
     parts = {"parameters": params * itemsize * 6, "activations": activity, "data": data_bytes}
     process = PROCESS_BYTES.get(spec.engine, PROCESS_BYTES["numpy"])
     iterations = epochs * max(n_train // batch, 1)
-    flops = 6.0 * macs * iterations * batch + 2.0 * macs * n_check * (epochs + 1)
+    checks = epochs + 1
+    if spec.task is not None:        # step-wise training (normlab.lab.tasks)
+        t = spec.task
+        batch = max(_size(t.get("batch_size", 100)), 1)
+        probes = t.get("probes", {})
+        n_probes = -(-_size(t.get("steps", 1)) // max(_size(t.get("probe_every") or t.get("eval_every", 1)), 1))
+        per_probe = (len(probes.get("ics", {}).get("layers", [])) + 1 if "ics" in probes else 0) + \
+            (len(probes.get("landscape", {}).get("multipliers", [0] * 5)) + 1 if "landscape" in probes else 0)
+        iterations = _size(t.get("steps", 1)) + n_probes * per_probe
+        checks = _size(t.get("steps", 1)) // max(_size(t.get("eval_every", 1)), 1) + 2
+        n_check = min(n_test, _size(t["eval_samples"])) if t.get("eval_samples") else n_test
+    flops = 6.0 * macs * iterations * batch + 2.0 * macs * n_check * checks
     seconds = flops / RATE + iterations * layers * STEP_OVERHEAD + RUN_OVERHEAD
     what = max(parts, key=parts.get)
     return RunCost(f"{spec.experiment}/{spec.name}", process + sum(parts.values()),

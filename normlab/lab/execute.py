@@ -1,6 +1,7 @@
 """Executing a :class:`~normlab.lab.runs.RunSpec`: load its data, build its model, train, measure.
 
-``execute(spec)`` is what a sweep worker calls; it never raises for a failing
+``execute(spec)`` is what a sweep worker calls (a spec with a ``task`` is
+trained step-wise by :mod:`normlab.lab.stepwise` instead of the Solver); it never raises for a failing
 run (the result's status is 'failed', with the error). It uses of a model
 only the protocol of :class:`normlab.nets.protocol.Model` (``loss``,
 ``scores(X, mode)``, ``state_arrays`` / ``load_state_arrays``), which both
@@ -86,6 +87,10 @@ def execute(spec: RunSpec) -> RunResult:
         if spec.engine == "torch":
             from ..engines.pytorch import TorchModel
             model = TorchModel(model)
+        if spec.task is not None:
+            from .stepwise import train_steps
+            fields = train_steps(model, data, spec.task, spec.seed)
+            return RunResult(**base, **fields, seconds=time.perf_counter() - t0)
         solver_kwargs = {"seed": spec.seed, **spec.solver_kwargs, "verbose": False}
         solver = Solver(model, {k: data[k] for k in ("X_train", "y_train", "X_val", "y_val")}, **solver_kwargs)
         solver.train()

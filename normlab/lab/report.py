@@ -2,7 +2,11 @@
 
 For every experiment (a :class:`~normlab.lab.runs.Section`) the report
 gives its title, the course's question, the answer measured in this run, the
-resolved configuration, a table of the key numbers and the figures. The
+resolved configuration, a table of the key numbers and the figures. A paper's
+section (``section.paper``, the papers suite) gives instead the reference and
+the paper's claim, then the table "claim | paper | ours | criterion | verdict",
+the figures, both setups and the run time; a report with paper sections opens
+with every verdict in one table, disagreements as prominent as agreements. The
 markdown links figures relative to the run directory; the HTML embeds them as
 base64 ``data:`` URIs and carries its CSS inline, so it is one file that can
 be mailed or archived and still shows everything (no external ``src`` or
@@ -96,6 +100,34 @@ def _meta_rows(meta: dict) -> list:
     return [(label, meta[k]) for k, label in keys if k in meta]
 
 
+_FINDING_COLUMNS = ("claim", "paper", "ours", "criterion", "verdict")
+
+
+def _verdict_rows(sections: list) -> list:
+    """[title, claim, verdict] of every finding of every paper section, in report order."""
+    return [[s.paper.get("short", s.title), f["claim"], f["verdict"]]
+            for s in sections if s.paper for f in s.paper["findings"]]
+
+
+def _run_time(p: dict) -> str:
+    text = f"{p['seconds']:.1f} s of training (the sum of its runs' wall-clock times, one core each)"
+    if p.get("analysis_seconds") is not None:
+        text += f" and {p['analysis_seconds']:.1f} s of analysis"
+    return text + "."
+
+
+def _paper_md(s, i: int, out_dir: Path) -> list:
+    p = s.paper
+    lines = [f"**The paper.** {_md(p['cite'])}; reproduced: {_md(p['where'])}.", "",
+             f"**The paper claims.** {_md(s.question)}", "", f"**Measured.** {_md(s.answer)}", ""]
+    lines += _md_table(list(_FINDING_COLUMNS), [[f[c] for c in _FINDING_COLUMNS] for f in p["findings"]]) + [""]
+    for fig in _figures(s):
+        lines += [f"![{_md(s.title)}]({_md(_rel(fig, out_dir))})", ""]
+    lines += [f"**The paper's setup.** {_md(p['setup'])}", "", f"**Ours.** {_md(p['ours'])} {_md(p['dataset'])}",
+              "", f"**Run time.** {_run_time(p)}", ""]
+    return lines
+
+
 def render_markdown(out_dir, sections: list, meta: dict) -> str:
     """The markdown report (figure links relative to ``out_dir``)."""
     out_dir = Path(out_dir)
@@ -105,14 +137,21 @@ def render_markdown(out_dir, sections: list, meta: dict) -> str:
         lines.append(f"> **Problem:** {_md(p)}")
     if meta.get("problems"):
         lines.append("")
+    verdicts = _verdict_rows(sections)
+    if verdicts:
+        lines += ["**Verdicts** (each paper's claims, judged by criteria fixed before the runs):", ""]
+        lines += _md_table(["paper", "claim", "verdict"], verdicts) + [""]
     lines += ["## Contents", ""]
     lines += [f"{i}. [{_md(s.title)}](#{_anchor(s)})" for i, s in enumerate(sections, 1)] + [""]
     for i, s in enumerate(sections, 1):
         title = _md(s.title)
-        lines += [f'<a id="{_anchor(s)}"></a>', "", f"## {i}. {title}", "",
-                  f"**The course asks.** {_md(s.question)}", "", f"**Measured.** {_md(s.answer)}", ""]
-        for fig in _figures(s):
-            lines += [f"![{title}]({_md(_rel(fig, out_dir))})", ""]
+        lines += [f'<a id="{_anchor(s)}"></a>', "", f"## {i}. {title}", ""]
+        if s.paper:
+            lines += _paper_md(s, i, out_dir)
+        else:
+            lines += [f"**The course asks.** {_md(s.question)}", "", f"**Measured.** {_md(s.answer)}", ""]
+            for fig in _figures(s):
+                lines += [f"![{title}]({_md(_rel(fig, out_dir))})", ""]
         if s.table:
             cols = _columns(s.table)
             lines += ["Key numbers:", ""] + _md_table(cols, [[r.get(c) for c in cols] for r in s.table]) + [""]
@@ -133,6 +172,8 @@ th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .problem{background:#fff3f0;border-left:4px solid #d0584a;padding:.5rem .8rem}
 figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 nav ol{columns:2}details{margin:.5rem 0}
+td.v-agrees{background:#e8f5e9}td.v-partly{background:#fff8e1}td.v-disagrees{background:#ffebee;font-weight:600}
+td.v-not-measured{background:#eceff1}.cite{color:#444;font-size:.92rem}
 """
 
 
@@ -152,6 +193,41 @@ def _html_table(header: list | None, rows: list) -> str:
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</table>")
     return "\n".join(out)
+
+
+def _verdict_table(header: list, rows: list) -> str:
+    """A table whose last column is a verdict, coloured by its value (the words stay: colour is a hint)."""
+    out = ["<table>", "<tr>" + "".join(f"<th>{_h(c)}</th>" for c in header) + "</tr>"]
+    for row in rows:
+        cells = [f"<td>{_h(format_value(c))}</td>" for c in row[:-1]]
+        cls = "v-" + str(row[-1]).replace(" ", "-")
+        out.append("<tr>" + "".join(cells) + f'<td class="{_h(cls)}">{_h(row[-1])}</td></tr>')
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def _figures_html(s) -> list:
+    parts = []
+    for fig in _figures(s):
+        uri = _data_uri(fig)
+        if uri is None:
+            parts.append(f'<p class="problem">figure missing: {_h(Path(fig).name)}</p>')
+            continue
+        parts.append(f'<figure><img alt="{_h(s.title)}" src="{uri}">'
+                     f"<figcaption>{_h(Path(fig).name)}</figcaption></figure>")
+    return parts
+
+
+def _paper_html(s) -> list:
+    p = s.paper
+    return [f'<p class="cite"><strong>The paper.</strong> {_h(p["cite"])}; reproduced: {_h(p["where"])}.</p>',
+            f'<p class="q"><strong>The paper claims.</strong> {_h(s.question)}</p>',
+            f'<p class="a"><strong>Measured.</strong> {_h(s.answer)}</p>',
+            _verdict_table(list(_FINDING_COLUMNS), [[f[c] for c in _FINDING_COLUMNS] for f in p["findings"]]),
+            *_figures_html(s),
+            f"<p><strong>The paper's setup.</strong> {_h(p['setup'])}</p>",
+            f"<p><strong>Ours.</strong> {_h(p['ours'])} {_h(p['dataset'])}</p>",
+            f"<p><strong>Run time.</strong> {_h(_run_time(p))}</p>"]
 
 
 def _data_uri(path) -> str | None:
@@ -174,20 +250,20 @@ def render_html(out_dir, sections: list, meta: dict) -> str:
              f"<h1>{_h(title)}</h1>", _html_table(None, _meta_rows(meta))]
     for p in meta.get("problems", []):
         parts.append(f'<p class="problem"><strong>Problem:</strong> {_h(p)}</p>')
+    verdicts = _verdict_rows(sections)
+    if verdicts:
+        parts += ["<p><strong>Verdicts</strong> (each paper's claims, judged by criteria fixed before the runs):</p>",
+                  _verdict_table(["paper", "claim", "verdict"], verdicts)]
     parts.append("<nav><h2>Contents</h2><ol>")
     parts += [f'<li><a href="#{_anchor(s)}">{_h(s.title)}</a></li>' for s in sections]
     parts.append("</ol></nav>")
     for i, s in enumerate(sections, 1):
-        parts += [f'<section id="{_anchor(s)}"><h2>{i}. {_h(s.title)}</h2>',
-                  f'<p class="q"><strong>The course asks.</strong> {_h(s.question)}</p>',
-                  f'<p class="a"><strong>Measured.</strong> {_h(s.answer)}</p>']
-        for fig in _figures(s):
-            uri = _data_uri(fig)
-            if uri is None:
-                parts.append(f'<p class="problem">figure missing: {_h(Path(fig).name)}</p>')
-                continue
-            parts.append(f'<figure><img alt="{_h(s.title)}" src="{uri}">'
-                         f"<figcaption>{_h(Path(fig).name)}</figcaption></figure>")
+        parts.append(f'<section id="{_anchor(s)}"><h2>{i}. {_h(s.title)}</h2>')
+        if s.paper:
+            parts += _paper_html(s)
+        else:
+            parts += [f'<p class="q"><strong>The course asks.</strong> {_h(s.question)}</p>',
+                      f'<p class="a"><strong>Measured.</strong> {_h(s.answer)}</p>', *_figures_html(s)]
         if s.table:
             cols = _columns(s.table)
             parts += ["<h3>Key numbers</h3>", _html_table(cols, [[r.get(c) for c in cols] for r in s.table])]

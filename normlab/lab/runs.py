@@ -80,13 +80,19 @@ class RunSpec:
     - engine: "numpy" (normlab's layers) or "torch" (the same net in ``torch.nn``,
       see ``normlab.engines.pytorch``; weights initialised by NumPy from the seed and
       copied, trained by the same Solver).
+    - task: None (train with the :class:`~normlab.train.solver.Solver` for
+      ``solver_kwargs``) or a dict describing step-wise training with probes
+      (``{"kind": "steps", ...}``, see :mod:`normlab.lab.stepwise`): a fixed
+      number of optimizer steps, the evaluation set measured every few steps,
+      and measurements of the model during training (the papers suite).
     - tags: what the recipe groups its runs by, as typed values (``{"net":
       "batchnorm", "scale": 1e-4}``): str, int, float, bool or None. They describe
       the run, they do not change it, so they are not part of ``spec_hash``.
 
     ``spec_hash`` is the run's identity in the store and must never change for an
     existing run: it hashes ``to_dict()`` without the tags, without ``engine`` when
-    "numpy" (NumPy runs keep the identity they had before engines) and with
+    "numpy" (NumPy runs keep the identity they had before engines), without ``task``
+    when None (likewise) and with
     "cifar-10" spelled "cifar10" (as it was hashed before the spelling was unified).
     """
     experiment: str
@@ -102,6 +108,7 @@ class RunSpec:
     evaluate: tuple[str, ...] = ()
     engine: str = "numpy"
     tags: dict = field(default_factory=dict)
+    task: dict | None = None
 
     def __post_init__(self):
         if self.model not in ("fc", "cnn"):
@@ -114,6 +121,9 @@ class RunSpec:
             raise ValueError(f"unknown engine {self.engine!r}; expected one of {', '.join(ENGINES)}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must be an integer in 0..2**63-1, got {self.seed!r}")
+        if self.task is not None:
+            from .tasks import check_task
+            check_task(self.task, self.model)
         if not isinstance(self.tags, dict):
             raise ValueError(f"tags must be a dict, got {_brief(self.tags)}")
         for k, v in self.tags.items():
@@ -127,6 +137,8 @@ class RunSpec:
         d = asdict(self)
         if d["engine"] == "numpy":
             del d["engine"]
+        if d["task"] is None:
+            del d["task"]
         return d
 
     @classmethod
@@ -136,6 +148,8 @@ class RunSpec:
         for key in ("experiment", "name"):
             if not isinstance(d[key], str):
                 raise ValueError(f"{key} must be a string, got {_brief(d[key])}")
+        if d.get("task") is not None and not isinstance(d["task"], dict):
+            raise ValueError(f"task must be an object or null, got {_brief(d['task'])}")
         for key in ("model_kwargs", "solver_kwargs", "tags"):
             if not isinstance(d.get(key, {}), dict):
                 raise ValueError(f"{key} must be an object, got {_brief(d[key])}")
@@ -258,6 +272,9 @@ class Section:
     metrics: dict                                 # JSON-able key numbers
     table: list = field(default_factory=list)     # rows (dicts) of key numbers
     figures: list = field(default_factory=list)   # paths (PNG; an SVG beside each)
+    # A paper's section (the papers suite): its reference, both setups and the
+    # findings table, see ``normlab.experiments.papers.verdict.PaperReport``.
+    paper: dict | None = None
 
 
 @lru_cache(maxsize=None)

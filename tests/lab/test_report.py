@@ -179,3 +179,42 @@ def test_progress_bar_redraws_one_line_on_a_terminal():
     out = buf.getvalue()
     assert out.count("\r") == 2 and "[############............]" in out and out.endswith("done\n")
     assert format_seconds(75.2) == "1m15s" and format_seconds(3.44) == "3.4s"
+
+
+def _paper_section(tmp_path, verdicts=("agrees", "disagrees")):
+    fig = tmp_path / "paper.png"
+    fig.write_bytes(PNG)
+    findings = [{"claim": f"({k}) claim {k} <b>", "paper": "23.6 vs 24.1", "ours": "0.81 vs 0.80",
+                 "criterion": "BN < GN", "verdict": v} for k, v in zip("ab", verdicts)]
+    return Section(name="wu-he-2018", title="Group norm", question="GN is robust to the batch size.",
+                   answer="Measured so.", config={}, metrics={},
+                   figures=[fig], paper={"cite": "Wu & He (2018), \u201cGroup Normalization\u201d, arXiv:1803.08494",
+                                         "url": "https://arxiv.org/abs/1803.08494", "where": "Table 2",
+                                         "setup": "ResNet-50 & ImageNet", "ours": "a small conv net",
+                                         "dataset": "Our runs use fashion-mnist.", "findings": findings,
+                                         "seconds": 12.3, "analysis_seconds": 0.4})
+
+
+def test_paper_section_has_reference_claim_table_and_verdicts(tmp_path):
+    sections = [_paper_section(tmp_path), *_sections(tmp_path)]
+    md = render_markdown(tmp_path, sections, {})
+    assert "**The paper.** Wu & He (2018)" not in md            # & is escaped in markdown
+    assert "**The paper.** Wu &amp; He (2018)" in md and "arXiv:1803.08494" in md
+    assert "**The paper claims.** GN is robust to the batch size." in md
+    assert "| claim | paper | ours | criterion | verdict |" in md
+    assert "| (b) claim b &lt;b&gt; | 23.6 vs 24.1 | 0.81 vs 0.80 | BN &lt; GN | disagrees |" in md
+    # the summary of every verdict comes before the contents, the course sections keep their wording
+    assert md.index("**Verdicts**") < md.index("## Contents")
+    assert "| Group norm | (b) claim b &lt;b&gt; | disagrees |" in md
+    assert "**The course asks.** Does batch norm speed up training?" in md
+    assert "12.3 s of training" in md and "0.4 s of analysis" in md
+    page = render_html(tmp_path, sections, {})
+    assert '<td class="v-disagrees">disagrees</td>' in page and '<td class="v-agrees">agrees</td>' in page
+    assert "<b>" not in page.replace("<body>", "")
+    assert all(h.startswith("#") for h in re.findall(r'href="([^"]*)"', page))   # the URL is text, not a link
+
+
+def test_report_without_paper_sections_has_no_verdict_table(tmp_path):
+    sections = _sections(tmp_path)
+    md = render_markdown(tmp_path, sections, {})
+    assert "Verdicts" not in md and "verdict" not in render_html(tmp_path, sections, {})
