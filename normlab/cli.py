@@ -169,8 +169,8 @@ def _finish_outcome(outcome) -> int:
 
 
 def _cmd_list(args) -> int:
-    from .lab.plan import recipes
-    table = recipes()
+    from .lab.plan import recipes, suite_names
+    table = {n: recipes()[n] for n in suite_names(args.suite)}
     width = max((len(n) for n in table), default=0)
     print(f"{'experiment':<{width}}  {'runs':>4}  {'quick':>5}  title")
     for name, mod in table.items():
@@ -178,7 +178,7 @@ def _cmd_list(args) -> int:
         full, quick = len(mod.runs(cfg)), len(mod.runs(mod.quick(cfg)))
         print(f"{name:<{width}}  {full:>4}  {quick:>5}  {mod.TITLE}")
     print("\n`normlab run EXPERIMENT --help` lists an experiment's options; "
-          "`normlab reproduce` runs them all and writes the report.")
+          f"`normlab reproduce --suite {args.suite}` runs them all and writes the report.")
     return 0
 
 
@@ -284,7 +284,8 @@ def _cmd_reproduce(args) -> int:
                                 progress=reporter, yes=args.yes, command="normlab reproduce --resume")
         else:
             outcome = reproduce(out, names=args.only, quick=args.quick, jobs=args.jobs, scheduler=args.scheduler,
-                                progress=reporter, engine=args.engine, yes=args.yes, command="normlab reproduce")
+                                progress=reporter, engine=args.engine, yes=args.yes, suite=args.suite or "course",
+                                command="normlab reproduce")
     except KeyboardInterrupt as exc:
         reporter._close()
         return _interrupted(exc, out)
@@ -317,8 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"normlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    ls = sub.add_parser("list", help="list the course experiments (name, training runs, title)",
-                        description="List the course experiments in course order.")
+    ls = sub.add_parser("list", help="list the experiments of a suite (name, training runs, title)",
+                        description="List the experiments of a suite in order (default: the course's).")
+    ls.add_argument("--suite", choices=_SUITES, default="course",
+                    help="course (the assignment's experiments), papers (landmark results beside the "
+                         "papers' numbers) or all")
     ls.set_defaults(func=_cmd_list)
     r = sub.add_parser("run", help="run one experiment (options override its configuration) and "
                                    "write its report", add_help=False, allow_abbrev=False,
@@ -331,11 +335,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("experiment", nargs="?", metavar="EXPERIMENT", help="an experiment from `normlab list`")
     _sweep_options(r, default_out="runs/EXPERIMENT-TIMESTAMP")
     r.set_defaults(func=_cmd_run)
-    rp = sub.add_parser("reproduce", help="run every course experiment and write one report",
+    rp = sub.add_parser("reproduce", help="run every experiment of a suite and write one report",
                         allow_abbrev=False,
-                        description="Run every course experiment as one parallel sweep and write the "
+                        description="Run every experiment of a suite (default: the course's) as one parallel "
+                                    "sweep and write the "
                                     "run directory: config.json, runs.sqlite, per-run histories, "
                                     "figures, metrics.json, report.md and a self-contained report.html.")
+    rp.add_argument("--suite", choices=_SUITES,
+                    help="course (default: the assignment's experiments), papers (landmark normalization "
+                         "results beside the papers' own numbers, each with a verdict) or all")
     rp.add_argument("--only", metavar="NAME,...", type=lambda t: [n for n in t.split(",") if n],
                     help="run only these experiments (comma-separated names from `normlab list`)")
     rp.add_argument("--engine", choices=("numpy", "torch", "both", "auto"),
@@ -393,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_SUITES = ("course", "papers", "all")     # normlab.lab.plan.SUITES (not imported here: numpy is not yet)
+
+
 def _sweep_options(p, default_out):
     p.add_argument("--quick", action="store_true", help="reduced sizes (seconds to minutes; what CI runs)")
     p.add_argument("--jobs", type=_positive_int, metavar="N",
@@ -415,9 +426,11 @@ def _parse(argv):
         parser.error(f"unrecognized arguments: {' '.join(extras)}")
     if args.command == "reproduce":
         rp = parser.commands["reproduce"]
-        if args.resume and (args.only or args.quick or args.out or args.engine):
+        if args.resume and (args.only or args.quick or args.out or args.engine or args.suite):
             rp.error("--resume RUN_DIR continues that directory with its own configuration; "
-                     "leave out --only, --quick, --engine and --out")
+                     "leave out --only, --suite, --quick, --engine and --out")
+        if args.only and args.suite:
+            rp.error("--only names the experiments itself; leave out --suite (or --only)")
         if args.only:
             from .lab.plan import recipes
             unknown = [n for n in args.only if n not in recipes()]

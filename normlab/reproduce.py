@@ -69,8 +69,10 @@ class Outcome:
 
 
 def reproduce(out_dir, names=None, quick=False, jobs=None, resume=False, scheduler=None,
-              overrides=None, progress=None, engine=None, yes=False, command="normlab reproduce") -> Outcome:
-    """Run the recipes ``names`` (default: all) into the run directory ``out_dir``.
+              overrides=None, progress=None, engine=None, yes=False, command="normlab reproduce",
+              suite="course") -> Outcome:
+    """Run the recipes ``names`` (default: those of ``suite``: 'course', 'papers' or 'all')
+    into the run directory ``out_dir``.
 
     ``jobs``: worker processes (default: the CPUs available); ``scheduler``: a
     Dask scheduler address instead of local workers; ``overrides``:
@@ -114,7 +116,7 @@ def reproduce(out_dir, names=None, quick=False, jobs=None, resume=False, schedul
         stored = load_config(out)
         plans = plans_from_config(out, stored)
     else:
-        plans = plan(names, quick, overrides, engine)
+        plans = plan(names, quick, overrides, engine, suite=suite)
         refuse_not_empty(out)
         stored = None
     datasets = _check_datasets(plans)
@@ -322,12 +324,21 @@ def _finish(out: Path, plans: list, results: dict, config: dict, progress, analy
     meta = {"code_version": config.get("code_version"), "dataset": ", ".join(config.get("datasets") or []) or "\u2014",
             "created": config.get("created"), "jobs": config.get("jobs"), "quick": bool(config.get("quick")),
             "runs": total, "problems": problems, **(extra_meta or {})}
-    if config.get("quick"):
-        meta["title"] = "normlab: the course experiments, reproduced (quick, reduced sizes)"
+    meta["title"] = _title(plans) + (" (quick, reduced sizes)" if config.get("quick") else "")
     report = write_report(out, sections, meta)
     progress("report", path=report[1])
     return Outcome(out_dir=out, sections=sections, metrics=metrics, total_runs=total, executed=executed,
                    failed=failed, problems=problems, report=report)
+
+
+def _title(plans) -> str:
+    """The report's title, from the suites its recipes come from."""
+    suites = list(dict.fromkeys(getattr(p.module, "SUITE", "course") for p in plans))
+    if suites == ["papers"]:
+        return "normlab: landmark normalization papers, reproduced"
+    if "papers" in suites:
+        return "normlab: the course experiments and landmark normalization papers, reproduced"
+    return "normlab: the course experiments, reproduced"
 
 
 def _code_version() -> str:

@@ -153,7 +153,9 @@ def _registry_ready():
 def test_reproduce_quick_end_to_end(tmp_path):
     """What CI exercises: every course experiment at reduced size, in two worker processes;
     then `report` rebuilds it and `--resume` trains nothing."""
-    from normlab.experiments.registry import RECIPES
+    from normlab.experiments.registry import RECIPES as ALL
+    from normlab.lab.plan import suite_names
+    RECIPES = {n: ALL[n] for n in suite_names("course")}
     out = tmp_path / "quick"
     res = _cli("reproduce", "--quick", "--jobs", "2", "--out", str(out))
     assert res.returncode == 0, res.stderr[-3000:]
@@ -195,3 +197,37 @@ def test_reproduce_without_torch_reports_crosscheck_as_not_measured(tmp_path, mo
     assert cli.main(["reproduce", "--only", "crosscheck", "--quick", "--jobs", "1", "--out", str(out)]) == 0
     md = (out / "report.md").read_text()
     assert "Not measured: PyTorch is not installed" in md and "pip install 'normlab[torch]'" in md
+
+
+def test_list_by_suite(capsys):
+    from normlab.lab.plan import suite_names
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "bn-vs-baseline" in out and not any(n in out.split() for n in suite_names("papers"))
+    assert cli.main(["list", "--suite", "papers"]) == 0
+    out = capsys.readouterr().out
+    assert all(n in out for n in suite_names("papers")) and "bn-vs-baseline" not in out
+    assert "normlab reproduce --suite papers" in out
+    assert cli.main(["list", "--suite", "all"]) == 0
+    out = capsys.readouterr().out
+    assert all(n in out for n in suite_names("all"))
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["list", "--suite", "paper"])
+    assert exc.value.code == 2 and "invalid choice: 'paper'" in capsys.readouterr().err
+
+
+def test_suite_options_that_contradict_are_usage_errors(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["reproduce", "--suite", "papers", "--only", "bn-forward"])
+    assert exc.value.code == 2 and "--only names the experiments itself" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["reproduce", "--resume", str(tmp_path), "--suite", "papers"])
+    assert exc.value.code == 2 and "leave out --only, --suite" in capsys.readouterr().err
+
+
+def test_plan_of_a_suite():
+    from normlab.lab.plan import plan, suite_names
+    assert [p.name for p in plan(suite="papers", quick=True)] == suite_names("papers")
+    assert [p.name for p in plan(quick=True)] == suite_names("course")
+    with pytest.raises(ValueError, match="unknown suite 'none'"):
+        plan(suite="none")

@@ -16,7 +16,10 @@ from pathlib import Path
 from .configs import coerce_overrides, config_from_dict
 from .rundir import CONFIG_FILE, STORE_FILE, RunDirError
 
-__all__ = ["Plan", "plan", "plans_from_config", "recipes", "recipe"]
+__all__ = ["Plan", "plan", "plans_from_config", "recipes", "recipe", "suite_names", "SUITES"]
+
+#: The suites (``normlab reproduce --suite``): the course's experiments, the papers, both.
+SUITES = ("course", "papers", "all")
 
 
 def recipes() -> dict:
@@ -42,12 +45,20 @@ class Plan:
     specs: list
 
 
-def plan(names=None, quick=False, overrides=None, engine=None) -> list:
-    """Resolve recipes ``names`` (default: all, in course order): course defaults,
+def suite_names(suite: str = "course") -> list:
+    """The names of suite ``suite``'s recipes, in registry order: 'course' (the recipes whose
+    ``SUITE`` is "course", or that name none), 'papers', or 'all'; ValueError otherwise."""
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r}; expected one of {', '.join(SUITES)}")
+    return [n for n, m in recipes().items() if suite == "all" or getattr(m, "SUITE", "course") == suite]
+
+
+def plan(names=None, quick=False, overrides=None, engine=None, suite="course") -> list:
+    """Resolve recipes ``names`` (default: those of ``suite``, in order): their defaults,
     reduced by ``quick``, then ``engine`` ('numpy', 'torch' or 'both') for every
     recipe that trains nets, then ``overrides[name]`` (field -> value or string)."""
     table = recipes()
-    names = list(table) if not names else list(dict.fromkeys(names))
+    names = suite_names(suite) if not names else list(dict.fromkeys(names))
     for n in names:
         recipe(n)
     overrides = overrides or {}

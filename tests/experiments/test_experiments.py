@@ -12,7 +12,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from normlab.experiments import registry  # noqa: E402
+from normlab.experiments import registry
+from normlab.lab.plan import suite_names  # noqa: E402
 from normlab.experiments import (batch_size, bn_backward_speed, bn_forward, bn_vs_baseline, gradcheck,  # noqa: E402
                                  spatial_bn, train_eval_mode, weight_scale)
 from normlab.lab.execute import execute  # noqa: E402
@@ -60,7 +61,8 @@ def _answer_quotes_metrics(section: Section):
 def quick_sections(tmp_path_factory):
     """Every recipe's quick config: runs executed serially, then analyzed."""
     out = {}
-    for name, mod in registry.RECIPES.items():
+    for name in suite_names("course"):
+        mod = registry.RECIPES[name]
         cfg = mod.quick(mod.Config())
         specs = mod.runs(cfg)
         done = recipe_results(specs, {s.spec_hash: execute(s) for s in specs})
@@ -88,7 +90,11 @@ def test_quick_recipe_end_to_end(quick_sections, name):
 
 
 def test_registry_course_order_and_unknown_name():
-    assert list(registry.RECIPES) == COURSE_ORDER
+    assert suite_names("course") == COURSE_ORDER == list(registry.RECIPES)[:len(COURSE_ORDER)]
+    assert suite_names("all") == list(registry.RECIPES) == COURSE_ORDER + suite_names("papers")
+    assert all(registry.RECIPES[n].SUITE == "papers" for n in suite_names("papers"))
+    with pytest.raises(ValueError, match="unknown suite 'paper'; expected one of course, papers, all"):
+        suite_names("paper")
     assert registry.get("weight-scale") is weight_scale
     with pytest.raises(ValueError, match="unknown experiment 'weight_scale'.*bn-forward.*spatial-bn"):
         registry.get("weight_scale")

@@ -1,0 +1,1 @@
+"""Tests of the papers suite's recipes (normlab.experiments.papers)."""
