@@ -14,8 +14,12 @@ says), the label range and that images and labels pair up.
 A gzip is inflated only as far as the IDX header it starts with says the
 content goes (plus a few bytes, so the message can say how many more there
 are). A small file that would inflate to gigabytes stops there, having
-used no more memory than its header's honest size. Sizes are Python
-integers, so no header overflows them.
+used no more memory than its header's honest size. A header declaring far
+more than its file could plausibly inflate to is believed only once the
+stream has been inflated, without keeping it, to exactly that size: a
+truncated or padded stream then costs a few hundred KB, whatever its header
+declares (see :func:`decompress`). Sizes are Python integers, so no header
+overflows them.
 """
 from __future__ import annotations
 
@@ -37,8 +41,16 @@ LABELS_MAGIC = 2049
 _GZIP_MAGIC = b"\x1f\x8b"
 _UBYTE = 0x08
 _IN = 1 << 13      # compressed bytes given to zlib at a time: small, since each gzip member's end copies the rest
-_OUT = 1 << 20     # most bytes one zlib call returns: how far output can pass a bound before it is checked
+_OUT = 1 << 16     # most bytes asked of one zlib call (it returns a new bytes object of up to this many)
+_HEAD = 4 + 4 * 255  # the longest IDX header
 _MARGIN = 64       # bytes inflated past the header's size, so the message can count a small excess
+# A header declaring more than this many bytes, and more than _RATIO times the compressed file, is
+# believed only once the stream has been inflated without keeping it and proved that long; then it is
+# inflated again into a buffer of the declared size. Real IDX gzips compress less than 5:1, a crafted
+# stream of zeros 1032:1, deflate's most: so a file that is not what its header says is never held in
+# memory past max(_TRUST, _RATIO * its compressed size) bytes, however much its header declares.
+_TRUST = 1 << 20
+_RATIO = 16
 
 
 def _fix(hint: str) -> str:
@@ -73,35 +85,56 @@ def _header(head, path, magic, hint, final: bool = True):
     return struct.unpack(f">{found & 0xFF}I", head[4:size]), size
 
 
-def _inflate(pieces, path, hint, chunk: int = _OUT):
-    """Yield the gunzipped content of the compressed ``pieces`` (bytes-like, in
-    order) in chunks of at most ``chunk`` bytes, each member of a multi-member
-    gzip in turn; zero bytes between or after members are padding, as for
-    :mod:`gzip`. A truncated or corrupt stream raises :class:`DataError` where
-    it is reached; the caller stops iterating once it has what it needs."""
-    d = None                            # the current member's decompressor; None between members
-    try:
-        for data in pieces:
+def _wrong_length(path, dims, actual: int, expected: int, hint) -> DataError:
+    """The error for a payload of ``actual`` bytes where the header's shape ``dims`` needs ``expected``."""
+    if actual < expected:
+        return DataError(f"{path}: payload is {actual} bytes but the header's shape {dims} needs "
+                         f"{expected}: the file is truncated{_fix(hint)}")
+    return DataError(f"{path}: payload is {actual} bytes, {actual - expected} more than the header's "
+                     f"shape {dims} needs: the header does not describe this file{_fix(hint)}")
+
+
+class _Gunzip:
+    """The gunzipped content of the compressed ``pieces`` (bytes-like, in order, each
+    small), read with :meth:`read` a bounded number of bytes at a time; each member
+    of a multi-member gzip in turn, zero bytes between or after members being
+    padding, as for :mod:`gzip`. A truncated or corrupt stream raises
+    :class:`DataError` where it is reached."""
+
+    def __init__(self, pieces, path, hint):
+        self._pieces, self._path, self._hint = iter(pieces), path, hint
+        self._data = b""         # compressed bytes not yet given to zlib (at most one piece)
+        self._d = None           # the current member's decompressor; None between members
+        self._held = False       # the last call filled its limit, so zlib may hold output back
+
+    def read(self, n: int) -> bytes:
+        """At most ``n`` (> 0) more bytes of the content; ``b""`` once it is all read."""
+        try:
             while True:
-                if d is None:
-                    data = bytes(data).lstrip(b"\x00")
-                    if not data:
-                        break
-                    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                out = d.decompress(data, chunk)
+                if self._d is None:
+                    if not self._data:
+                        self._data = next(self._pieces, b"")
+                        if not self._data:
+                            return b""
+                    if self._data[0] == 0:                          # padding
+                        self._data = bytes(self._data).lstrip(b"\x00")
+                        continue
+                    self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                elif not self._data and not self._held:
+                    self._data = next(self._pieces, b"")
+                    if not self._data:
+                        raise DataError(f"{self._path}: truncated or corrupt gzip (it ends inside its "
+                                        f"compressed data){_fix(self._hint)}")
+                out = self._d.decompress(self._data, n)
+                self._held = len(out) == n
+                if self._d.eof:
+                    self._data, self._d = self._d.unused_data, None
+                else:
+                    self._data = self._d.unconsumed_tail
                 if out:
-                    yield out
-                if d.eof:
-                    data, d = d.unused_data, None
-                    continue
-                data = d.unconsumed_tail
-                if not data and len(out) < chunk:    # input used up, no output held back
-                    break
-    except zlib.error as exc:
-        raise DataError(f"{path}: truncated or corrupt gzip ({exc}){_fix(hint)}") from None
-    if d is not None:
-        raise DataError(f"{path}: truncated or corrupt gzip (it ends inside its compressed "
-                        f"data){_fix(hint)}")
+                    return out
+        except zlib.error as exc:
+            raise DataError(f"{self._path}: truncated or corrupt gzip ({exc}){_fix(self._hint)}") from None
 
 
 def _pieces(raw: bytes):
@@ -115,23 +148,52 @@ def decompress(raw: bytes, path, hint: str = "", magic: int | None = None):
     The content must be IDX (``magic``, or any unsigned-byte IDX file when
     ``None``); inflation stops with :class:`DataError` naming ``path`` as soon
     as the output passes what its header's shape needs by more than a few
-    bytes, or at a wrong magic number. Memory used: about the header's size.
-    A truncated or corrupt gzip raises :class:`DataError` too."""
+    bytes, or at a wrong magic number. A header declaring more than
+    ``max(_TRUST, _RATIO * len(raw))`` bytes is checked first by inflating
+    without keeping the output: a payload of another length then raises the
+    error :func:`parse_idx` would. Memory used: at most the header's size, and
+    never more than ``max(_TRUST, _RATIO * len(raw))`` (plus a few hundred KB)
+    for a file whose content is not what its header says. A truncated or
+    corrupt gzip raises :class:`DataError` too."""
     if raw[:2] != _GZIP_MAGIC:
         return raw
-    out, limit = bytearray(), None
-    for chunk in _inflate(_pieces(raw), path, hint):
-        out += chunk
-        if limit is None:
-            header = _header(out, path, magic, hint, final=False)
-            if header is not None:
-                dims, size = header
-                needed = math.prod(dims)
-                limit = size + needed + _MARGIN
-        if limit is not None and len(out) > limit:
+    stream = _Gunzip(_pieces(raw), path, hint)
+    out = bytearray()
+    while (header := _header(out, path, magic, hint, final=False)) is None:
+        piece = stream.read(_OUT)       # as much as the stream holds, up to _OUT: a small member in one call
+        if not piece:
+            return out                  # shorter than its header: parse_idx says so
+        out += piece
+    dims, size = header
+    needed = math.prod(dims)
+    total = size + needed
+    limit = total + _MARGIN
+
+    def check(count):
+        if count > limit:
             raise DataError(f"{path}: inflates to more than {limit} bytes, though its header's shape {dims} "
                             f"needs {needed} after the {size}-byte header: the header does not describe "
                             f"this file (refusing to inflate the rest){_fix(hint)}")
+
+    if total > max(_TRUST, _RATIO * len(raw)):
+        # count what it inflates to, keeping nothing; only a payload of the declared length is kept
+        count = len(out)
+        while count <= limit and (piece := stream.read(min(_OUT, limit + 1 - count))):
+            count += len(piece)
+        check(count)
+        if count != total:
+            raise _wrong_length(path, dims, count - size, needed, hint)
+        stream, head = _Gunzip(_pieces(raw), path, hint), b""
+    else:
+        head = out
+    out = bytearray(total)              # filled in place: no growth, no copies; trimmed if shorter
+    out[:len(head)] = head
+    count, head = len(head), None
+    while count <= limit and (piece := stream.read(min(_OUT, limit + 1 - count))):
+        out[count:count + len(piece)] = piece
+        count += len(piece)
+    check(count)
+    del out[count:]
     return out
 
 
@@ -150,9 +212,9 @@ def read_idx_header(path, magic: int, hint: str = "") -> tuple[int, ...]:
         is_gzip = f.read(2) == _GZIP_MAGIC
         f.seek(0)
         if not is_gzip:
-            return _header(f.read(4 + 4 * 255), path, magic, hint)[0]
-        head = bytearray()
-        for piece in _inflate(iter(lambda: f.read(_IN), b""), path, hint, chunk=4 + 4 * 255):
+            return _header(f.read(_HEAD), path, magic, hint)[0]
+        stream, head = _Gunzip(iter(lambda: f.read(_IN), b""), path, hint), bytearray()
+        while piece := stream.read(_HEAD):
             head += piece
             header = _header(head, path, magic, hint, final=False)
             if header is not None:
@@ -166,12 +228,8 @@ def parse_idx(payload, path, magic: int, hint: str = "") -> np.ndarray:
     dims, header = _header(payload, path, magic, hint)
     expected = math.prod(dims)
     actual = len(payload) - header
-    if actual < expected:
-        raise DataError(f"{path}: payload is {actual} bytes but the header's shape {dims} needs "
-                        f"{expected}: the file is truncated{_fix(hint)}")
-    if actual > expected:
-        raise DataError(f"{path}: payload is {actual} bytes, {actual - expected} more than the header's "
-                        f"shape {dims} needs: the header does not describe this file{_fix(hint)}")
+    if actual != expected:
+        raise _wrong_length(path, dims, actual, expected, hint)
     try:
         return np.frombuffer(payload, dtype=np.uint8, count=expected, offset=header).reshape(dims)
     except ValueError as exc:        # an empty shape whose other sizes overflow NumPy's

@@ -378,6 +378,74 @@ def test_gzip_that_is_not_idx_stops_at_its_first_bytes():
         decompress(raw, "x", magic=2051)
 
 
+def traced(read):
+    """``(result or None, DataError or None, peak bytes tracemalloc saw while reading)``."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        try:
+            result, error = read(), None
+        except DataError as exc:
+            result, error = None, exc
+        return result, error, tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def _header(magic, *dims) -> bytes:
+    return magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims)
+
+
+# The example the IDX fuzz test found: an images magic (3 sizes) followed by one size, so the
+# reader takes payload bytes for the other two, (1, 50661128, 134807558): 6.8e15 bytes that a
+# few KB of gzip can never hold. It inflates to zeros; keeping them to count them cost their size.
+FUZZ_HEADER = _header(2051, 1, 0x03050708, 0x08090006)
+
+
+@pytest.mark.parametrize("form", ["one member", "members and padding"])
+def test_gzip_of_zeros_under_a_header_it_cannot_fill_costs_a_few_hundred_kb(tmp_path, form):
+    p = tmp_path / "train-images-idx3-ubyte.gz"
+    if form == "one member":
+        gzip_bomb(p, header=FUZZ_HEADER, size=len(FUZZ_HEADER) + 32 * MB, block=MB)
+    else:
+        zeros = gzip.compress(bytes(MB), mtime=0)
+        p.write_bytes(gzip.compress(FUZZ_HEADER, mtime=0) + (zeros + bytes(100)) * 32)
+    assert p.stat().st_size < 40_000
+    _, error, peak = traced(lambda: read_idx_images(p))
+    assert str(error) == (f"{p}: payload is {32 * MB} bytes but the header's shape (1, 50661128, 134807558) "
+                          "needs 6829502951205424: the file is truncated")
+    assert peak < MB, peak                      # not the 32 MiB of zeros (38 MB before the fix)
+
+
+def test_header_within_deflates_reach_but_longer_than_the_stream_costs_a_few_hundred_kb(tmp_path):
+    p = gzip_bomb(tmp_path / "train-labels-idx1-ubyte.gz", header=_header(2049, 8 * MB + 65536),
+                  size=8 + 8 * MB, block=MB)
+    _, error, peak = traced(lambda: read_idx_labels(p))
+    assert str(error) == (f"{p}: payload is {8 * MB} bytes but the header's shape (8454144,) needs 8454144: "
+                          "the file is truncated")
+    assert peak < MB, peak
+
+
+def test_gzip_bomb_in_process_stops_at_its_headers_size_keeping_nothing(bomb):
+    raw_size = bomb.stat().st_size
+    _, error, peak = traced(lambda: read_idx_images(bomb))
+    assert "inflates to more than 47040080 bytes" in str(error) and str(bomb) in str(error)
+    assert peak < raw_size + MB, peak           # read_payload holds the file itself
+
+
+def test_highly_compressible_files_of_the_declared_size_still_load(tmp_path):
+    p = gzip_bomb(tmp_path / "train-images-idx3-ubyte.gz", header=_header(2051, 4000, 28, 28),
+                  size=16 + 4000 * 784, block=MB)
+    images, error, peak = traced(lambda: read_idx_images(p))
+    assert error is None and images.shape == (4000, 28, 28) and not images.any()
+    assert peak < images.nbytes + MB, peak
+    longer = gzip_bomb(tmp_path / "l.gz", header=_header(2049, 4 * MB), size=8 + 4 * MB + 5, block=MB)
+    _, error, peak = traced(lambda: read_idx_labels(longer))
+    assert str(error) == (f"{longer}: payload is {4 * MB + 5} bytes, 5 more than the header's shape "
+                          f"({4 * MB},) needs: the header does not describe this file")
+    assert peak < MB, peak
+
+
 # ---------------------------------------------------------------- IDX header overflow
 
 @pytest.mark.parametrize("dims,needed", [
