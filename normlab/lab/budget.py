@@ -97,8 +97,10 @@ def run_cost(spec) -> RunCost:
     n_check = (min(n_train, _size(n_samples)) if n_samples is not None else n_train) + \
         (min(n_val, _size(sk["num_val_samples"])) if sk.get("num_val_samples") is not None else n_val)
     classes = 10
-    if spec.model == "fc":
-        dims = [pixels, *[_size(h) for h in mk.get("hidden_dims", [100])], classes]
+    if spec.model in ("fc", "resmlp"):
+        hidden = mk.get("hidden_dims", [100]) if spec.model == "fc" else \
+            [mk.get("width", 64)] * (1 + 2 * _size(mk.get("depth", 32)))    # stem, two layers per block
+        dims = [pixels, *[_size(h) for h in hidden], classes]
         macs = sum(a * b for a, b in zip(dims, dims[1:]))
         params = macs + sum(dims[1:]) * 3
         width = sum(dims)

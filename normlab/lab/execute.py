@@ -51,6 +51,11 @@ def build_model(spec: RunSpec, data: dict):
         kwargs.setdefault("input_dim", int(np.prod(data["X_train"].shape[1:])))
         kwargs.setdefault("num_classes", classes)
         return FullyConnectedNet(**kwargs)
+    if spec.model == "resmlp":
+        from ..nets.residual import ResidualMLP
+        kwargs.setdefault("input_dim", int(np.prod(data["X_train"].shape[1:])))
+        kwargs.setdefault("num_classes", classes)
+        return ResidualMLP(**kwargs)
     kwargs.setdefault("input_dim", tuple(data["X_train"].shape[1:]))
     kwargs.setdefault("num_classes", classes)
     return ThreeLayerConvNet(**kwargs)
@@ -81,7 +86,7 @@ def execute(spec: RunSpec) -> RunResult:
     base = dict(spec_hash=spec.spec_hash, experiment=spec.experiment, name=spec.name, code_version=code_version())
     try:
         from ..solver import Solver
-        flatten = spec.model == "fc"
+        flatten = spec.model in ("fc", "resmlp")
         data = load_data(spec.dataset, spec.num_train, spec.num_val, spec.num_test, flatten)
         model = build_model(spec, data)
         if spec.engine == "torch":

@@ -49,6 +49,8 @@ LEGACY_DATASETS = {"cifar10": "cifar-10"}
 _HASHED_AS = {v: k for k, v in LEGACY_DATASETS.items()}
 EVALUATIONS = ("test_acc", "test_acc_train_mode", "per_class_test_acc")
 ENGINES = ("numpy", "torch")
+#: fc: FullyConnectedNet, cnn: ThreeLayerConvNet, resmlp: nets.residual.ResidualMLP (issue 14).
+MODELS = ("fc", "cnn", "resmlp")
 _TAG_TYPES = (str, int, float, bool, type(None))
 
 
@@ -111,8 +113,8 @@ class RunSpec:
     task: dict | None = None
 
     def __post_init__(self):
-        if self.model not in ("fc", "cnn"):
-            raise ValueError(f"unknown model {self.model!r}; expected 'fc' or 'cnn'")
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; expected one of {', '.join(map(repr, MODELS))}")
         object.__setattr__(self, "dataset", canonical_dataset(self.dataset))
         bad = [e for e in self.evaluate if e not in EVALUATIONS]
         if bad:

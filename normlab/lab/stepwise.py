@@ -19,6 +19,13 @@ Conventions:
   once before training (step 0).
 - A non-finite loss or gradient, or any floating-point error, ends the run as
   'diverged' (the Solver's rule); the losses up to it are kept.
+- ``batch_order='few_classes'``: every batch instead takes batch / 2 images of each of 2
+  classes drawn at random (from the same generator): non-i.i.d. batches.
+- ``train_eval_samples``: the accuracy on the first n training images is measured
+  with the evaluation set's, into ``train_acc_history``.
+- ``measure``: after the last step (of a run that did not diverge), ``fn(model,
+  data, **kwargs)`` of the named recipe module; its JSON-able return value is
+  ``extras["measure"]`` (what a recipe needs of the trained net besides accuracy).
 - The percentile probe forwards a fixed set (the first ``samples`` images of
   the evaluation set) in *train* mode, so batch norm normalizes with that
   set's own statistics (the distribution training sees), and restores the
@@ -54,6 +61,19 @@ def _batches(n: int, batch: int, rng):
             yield perm[i:i + batch]
 
 
+def _few_class_batches(y: np.ndarray, batch: int, rng):
+    """Endless non-i.i.d. index batches: 2 distinct classes drawn uniformly, then batch / 2 images of each,
+    drawn without replacement from that class's images."""
+    by_class = [np.flatnonzero(y == c) for c in np.unique(y)]
+    half = batch // 2
+    if len(by_class) < 2 or min(len(ix) for ix in by_class) < half:
+        raise ValueError(f"batch_order 'few_classes' needs 2 classes with at least {half} images each")
+    while True:
+        a, b = rng.choice(len(by_class), size=2, replace=False)
+        yield np.concatenate([rng.choice(by_class[a], half, replace=False),
+                              rng.choice(by_class[b], half, replace=False)])
+
+
 def _probe(model, name, opts, Xb, yb, lr, fixed):
     if name == "percentiles":
         acts = model.activation_inputs(fixed, mode="train")
@@ -87,8 +107,12 @@ def train_steps(model, data: dict, task: dict, seed: int) -> dict:
     if "percentiles" in probes:
         fixed = Xe[:probes["percentiles"].get("samples", 1000)]
     rng = np.random.default_rng([seed, 1])
-    batches = _batches(len(X), batch, rng)
+    batches = (_few_class_batches(y, batch, rng) if task.get("batch_order", "iid") == "few_classes"
+               else _batches(len(X), batch, rng))
+    n_tr = task.get("train_eval_samples")
+    train_acc = (lambda: _accuracy(model, X[:n_tr], y[:n_tr])) if n_tr else None
     losses, accs, eval_steps = [], [_accuracy(model, Xe, ye)], [0]
+    train_accs = [train_acc()] if train_acc else []
     probe_steps, measured = [], {name: [] for name in probes}
     status, error = "finished", None
     try:
@@ -111,10 +135,25 @@ def train_steps(model, data: dict, task: dict, seed: int) -> dict:
                 if t % every == 0 or t == steps:
                     accs.append(_accuracy(model, Xe, ye))
                     eval_steps.append(t)
+                    if train_acc:
+                        train_accs.append(train_acc())
     except (FloatingPointError, NonFiniteError) as exc:
         losses.append(None)
         status, error = "diverged", f"non-finite loss at step {len(losses)} ({type(exc).__name__}: {exc})"
+    extras = {"eval_set": eval_set, "eval_steps": eval_steps, "probe_steps": probe_steps, "probes": measured}
+    if "measure" in task and status == "finished":
+        extras["measure"] = _measure(task["measure"], model, data)
     return {"status": status, "error": error, "loss_history": losses, "val_acc_history": accs,
-            "best_val_acc": max(accs), "iterations_per_epoch": max(len(X) // batch, 1),
-            "extras": {"eval_set": eval_set, "eval_steps": eval_steps, "probe_steps": probe_steps,
-                       "probes": measured}}
+            "train_acc_history": train_accs, "best_val_acc": max(accs),
+            "iterations_per_epoch": max(len(X) // batch, 1), "extras": extras}
+
+
+def _measure(spec: dict, model, data):
+    # The task's measure function (check_task allows only normlab recipes') on the trained model;
+    # its value must be JSON (a recipe's bug fails the run, with the reason).
+    import importlib
+    import json
+    module, _, name = spec["fn"].partition(":")
+    value = getattr(importlib.import_module(module), name)(model, data, **spec.get("kwargs", {}))
+    json.dumps(value)
+    return value

@@ -219,9 +219,13 @@ def _cost(spec: RunSpec) -> float:
     it only orders the queue, never changes a result."""
     mk, sk = spec.model_kwargs, spec.solver_kwargs
     n = (spec.num_train or 50_000) * max(int(sk.get("num_epochs", 10)), 1)
+    if spec.task is not None:                       # step-wise: steps x batch samples seen
+        n = int(spec.task.get("steps", 1)) * int(spec.task.get("batch_size", 100))
     chw = (3, 32, 32) if spec.dataset == "cifar-10" else (1, 28, 28)
-    if spec.model == "fc":
-        dims = [math.prod(chw), *mk.get("hidden_dims", [100]), 10]
+    if spec.model in ("fc", "resmlp"):
+        hidden = mk.get("hidden_dims", [100]) if spec.model == "fc" else \
+            [mk.get("width", 64)] * (1 + 2 * int(mk.get("depth", 32)))
+        dims = [math.prod(chw), *hidden, 10]
         return n * sum(a * b for a, b in zip(dims, dims[1:]))
     c, h, w = chw
     f, k = mk.get("num_filters", 32), mk.get("filter_size", 7)

@@ -17,6 +17,10 @@ loss-landscape probes). Such a run is described by a task dict::
      "eval_set": "test",                  # "test" or "val"
      "eval_samples": None,                # the first n images of that set (None: all)
      "probe_every": 250,                  # the probes every k steps (before that step's update)
+     "train_eval_samples": 2000,          # also the accuracy on the first n training images (optional)
+     "batch_order": "iid",                # or "few_classes": each batch from 2 random classes (optional)
+     "measure": {"fn": "normlab.experiments.pitfalls.eval_mode:measure",   # after training (optional):
+                 "kwargs": {"batch_sizes": [8, 256]}},                     #   fn(model, data, **kwargs) -> JSON
      "probes": {                          # any of:
          "percentiles": {"layer": 3, "q": [15, 50, 85], "samples": 1000},
          "ics": {"layers": [2, 4, 6]},
@@ -30,13 +34,19 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["check_task", "KINDS", "PROBES", "UPDATE_RULES"]
+__all__ = ["check_task", "KINDS", "PROBES", "UPDATE_RULES", "BATCH_ORDERS"]
 
 KINDS = ("steps",)
 PROBES = ("percentiles", "ics", "landscape")
 UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
 _KEYS = {"kind", "steps", "batch_size", "update_rule", "optim_config", "eval_every", "eval_set", "eval_samples",
-         "probe_every", "probes"}
+         "probe_every", "probes", "train_eval_samples", "measure", "batch_order"}
+#: ``batch_order``: "iid" (default: a fresh permutation each epoch) or "few_classes" (every batch
+#: from 2 classes drawn at random, half of it from each: the non-i.i.d. batches of Ioffe 2017).
+BATCH_ORDERS = ("iid", "few_classes")
+#: Where a task's ``measure`` function may live: a spec comes from files (config.json, the
+#: store) that anyone could edit, so it may only name functions of normlab's own recipes.
+MEASURE_PACKAGE = "normlab.experiments."
 _PROBE_KEYS = {"percentiles": {"layer", "q", "samples"}, "ics": {"layers"}, "landscape": {"multipliers"}}
 
 
@@ -59,7 +69,7 @@ def check_task(task: dict, model: str) -> None:
         raise ValueError(f"unknown task key(s) {unknown}; allowed: {sorted(_KEYS)}")
     for key in ("steps", "batch_size", "eval_every"):
         _positive_int(task, key)
-    for key in ("eval_samples", "probe_every"):
+    for key in ("eval_samples", "probe_every", "train_eval_samples"):
         _positive_int(task, key, required=False)
     if task.get("update_rule", "sgd") not in UPDATE_RULES:
         raise ValueError(f"task update_rule {task.get('update_rule')!r} is unknown; "
@@ -71,8 +81,24 @@ def check_task(task: dict, model: str) -> None:
     if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr)
                            or lr <= 0):
         raise ValueError(f"task learning_rate must be a finite number > 0, got {lr!r}")
+    order = task.get("batch_order", "iid")
+    if order not in BATCH_ORDERS:
+        raise ValueError(f"task batch_order must be one of {', '.join(BATCH_ORDERS)}, got {order!r}")
+    if order == "few_classes" and task["batch_size"] % 2:
+        raise ValueError(f"batch_order 'few_classes' takes half of each batch from each of 2 classes: "
+                         f"batch_size must be even, got {task['batch_size']}")
     if task.get("eval_set", "test") not in ("test", "val"):
         raise ValueError(f"task eval_set must be 'test' or 'val', got {task.get('eval_set')!r}")
+    if "measure" in task:
+        m = task["measure"]
+        fn = m.get("fn") if isinstance(m, dict) else None
+        if (not isinstance(m, dict) or set(m) - {"fn", "kwargs"} or not isinstance(fn, str)
+                or not isinstance(m.get("kwargs", {}), dict)):
+            raise ValueError(f"task measure must be {{'fn': 'module:function', 'kwargs': {{...}}}}, got {m!r}")
+        module, _, name = fn.partition(":")
+        if not module.startswith(MEASURE_PACKAGE) or not name.isidentifier():
+            raise ValueError(f"task measure fn {fn!r} must name a function of a normlab recipe, "
+                             f"'{MEASURE_PACKAGE}<module>:<function>'")
     probes = task.get("probes", {})
     if not isinstance(probes, dict):
         raise ValueError(f"task probes must be a dict, got {probes!r}")

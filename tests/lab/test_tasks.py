@@ -82,3 +82,51 @@ def test_a_diverging_task_run_ends_as_diverged():
     r = execute(_spec(optim_config={"learning_rate": 1e12}, steps=50))
     assert r.status == "diverged" and "non-finite loss" in r.error
     assert r.loss_history[-1] is None and len(r.loss_history) < 50
+
+
+def test_a_task_measures_the_trained_model_and_the_training_accuracy(monkeypatch):
+    import sys
+    import types
+    from normlab.lab.execute import execute
+    mod = types.ModuleType("normlab.experiments._measure_for_test")
+    seen = {}
+
+    def measure(model, data, scale=1):
+        seen["params"] = sorted(model.params)
+        return {"n_test": len(data["X_test"]) * scale, "w1_norm": float(np.linalg.norm(model.params["W1"]))}
+    mod.measure = measure
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    r = execute(_spec(train_eval_samples=100, measure={"fn": f"{mod.__name__}:measure", "kwargs": {"scale": 2}}))
+    assert r.status == "finished", r.error
+    assert r.extras["measure"]["n_test"] == 400 and seen["params"][0] == "W1"
+    assert len(r.train_acc_history) == len(r.val_acc_history) == 4
+
+
+@pytest.mark.parametrize("measure, message", [
+    ({"fn": "os:system"}, "must name a function of a normlab recipe"),
+    ({"fn": "normlab.experiments.x:not an identifier"}, "must name a function of a normlab recipe"),
+    ({"fn": 3}, "task measure must be"), ({"fn": "normlab.experiments.x:f", "args": []}, "task measure must be"),
+])
+def test_a_measure_outside_the_recipes_is_refused(measure, message):
+    with pytest.raises(ValueError, match=message):
+        check_task({**TASK, "measure": measure}, "fc")
+
+
+def test_few_class_batches_take_half_of_each_of_two_classes():
+    from normlab.lab.stepwise import _few_class_batches
+    y = np.repeat(np.arange(10), 30)
+    batches = _few_class_batches(y, 8, np.random.default_rng(0))
+    for _ in range(20):
+        idx = next(batches)
+        classes, counts = np.unique(y[idx], return_counts=True)
+        assert len(idx) == 8 and len(classes) == 2 and list(counts) == [4, 4] and len(set(idx)) == 8
+
+
+def test_a_few_classes_task_trains_and_bad_orders_are_refused():
+    from normlab.lab.execute import execute
+    r = execute(_spec(batch_order="few_classes"))
+    assert r.status == "finished", r.error
+    with pytest.raises(ValueError, match="batch_order must be one of"):
+        check_task({**TASK, "batch_order": "sorted"}, "fc")
+    with pytest.raises(ValueError, match="batch_size must be even"):
+        check_task({**TASK, "batch_size": 7, "batch_order": "few_classes"}, "fc")
