@@ -28,7 +28,9 @@ import numpy as np
 from .. import layers as L
 from ..gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
 from ..models import FullyConnectedNet, ThreeLayerConvNet
+from ..nn.norm.ghost import ghost_batchnorm_backward, ghost_batchnorm_forward
 from ..nn.norm.noisy import draw_noise, noisy_batchnorm_backward, noisy_batchnorm_forward
+from ..nn.norm.renorm import batchrenorm_backward, batchrenorm_forward
 
 __all__ = ["CheckResult", "run_checks", "format_table"]
 
@@ -196,6 +198,30 @@ def papers_checks(rng, nets: bool = True) -> list[CheckResult]:
                                       normalization=norm, activation="sigmoid", rng_seed=int(rng.integers(2**31)))
             rows += _net(f"FullyConnectedNet({norm or 'none'})", model, X, y,
                          lambda k: 1e-4 if k.startswith("W") else 1e-5, "sigmoid, N=6")
+        # De & Smith's and Zhang et al.'s residual nets; the zero-initialized parameters (SkipInit's
+        # alpha, Fixup's last branch layer and classifier) are moved off zero so every gradient is generic.
+        from ..nets.residual import VARIANTS, ResidualMLP
+        for variant in VARIANTS:
+            model = ResidualMLP(D, C, depth=3, width=8, variant=variant, dtype=np.float64,
+                                rng_seed=int(rng.integers(2**31)))
+            for k in model.params:
+                model.params[k] = model.params[k] + 0.3 * rng.standard_normal(model.params[k].shape)
+            rows += _net(f"ResidualMLP({variant})", model, X, y,
+                         lambda k: 1e-4 if k.startswith("W") else 1e-5, "depth 3, N=6")
+    # Batch renorm (Ioffe 2017) with running statistics far from the batch's: r and d sit at their
+    # clips, so they are constants near x as its backward assumes; ghost batch norm (Hoffer et al. 2017).
+    # Own sizes and last in the list: the rows above see the same inputs as without them.
+    n, d = 4, 5
+    far = {"running_mean": np.full(d, -40.0), "running_var": np.full(d, 900.0)}
+    brn = lambda x, gamma, beta: batchrenorm_forward(x, gamma, beta, {"mode": "train", "r_max": 2.0, "d_max": 0.5,
+                                                                      **far})
+    rows += _layer("batchrenorm_backward", brn, batchrenorm_backward, {
+        "x": 5 * rng.standard_normal((n, d)) + 12, "gamma": rng.standard_normal(d), "beta": rng.standard_normal(d)},
+        1e-8, rng, "r, d clipped")
+    gbn = lambda x, gamma, beta: ghost_batchnorm_forward(x, gamma, beta, {"mode": "train", "ghost_size": n})
+    rows += _layer("ghost_batchnorm_backward", gbn, ghost_batchnorm_backward, {
+        "x": 5 * rng.standard_normal((3 * n, d)) + 12, "gamma": rng.standard_normal(d),
+        "beta": rng.standard_normal(d)}, 1e-8, rng, f"ghost {n} of {3 * n}")
     return rows
 
 

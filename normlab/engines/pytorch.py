@@ -89,7 +89,9 @@ TORCH_NORMS = {
 }
 
 #: The normalizations of the table this engine does not build, and why.
-NUMPY_ONLY_NORMS = {"noisy-batchnorm": "its noise is drawn by the NumPy layer"}
+NUMPY_ONLY_NORMS = {"noisy-batchnorm": "its noise is drawn by the NumPy layer",
+                    "batchrenorm": "torch.nn has no batch renormalization",
+                    "ghost-batchnorm": "torch.nn has no ghost batch norm"}
 
 # normlab parameter name -> (module prefix, module attribute): W3 -> linear3.weight
 _PARAM_PATHS = {"W": ("linear", "weight"), "b": ("linear", "bias"), "gamma": ("norm", "weight"),
@@ -159,7 +161,9 @@ def _modules(torch):
             return x * torch.from_numpy(mask)
 
     class FCNet(nn.Module):
-        """{linear{i} - [norm{i}] - activation (ReLU or Sigmoid) - [dropout{i}]} for i < L, then linear{L}."""
+        """{linear{i} - [norm{i}] - activation (ReLU or Sigmoid) - [dropout{i}]} for i < L, then linear{L};
+        the norm after the activation and dropout elsewhere as the architecture's ``norm_position`` and
+        ``dropout_position`` say (the order of ``FullyConnectedNet._layer_ops``)."""
 
         def __init__(self, arch, owner, momentum):
             super().__init__()
@@ -168,23 +172,31 @@ def _modules(torch):
             self.num_layers = L = arch.num_layers
             self.normalized, self.dropout = norm is not None, arch.dropout is not None
             self.activation = getattr(nn, TORCH_ACTIVATIONS[arch.activation])()
+            self.ops = {}
+            for i in range(1, L):
+                ops = ["norm", "act"] if arch.norm_position == "before" else ["act", "norm"]
+                if not norm:
+                    ops.remove("norm")
+                if arch.dropout and arch.dropout_position == "before_norm":
+                    ops.insert(ops.index("norm"), "drop")
+                elif arch.dropout and (arch.dropout_position == "after_activation" or i == L - 1):
+                    ops.append("drop")
+                self.ops[i] = ops
             for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:]), start=1):
                 self.add_module(f"linear{i}", nn.Linear(d_in, d_out, bias=arch.biases[i - 1]))
                 if i == L:
                     break
                 if norm:
                     self.add_module(f"norm{i}", _norm_module(nn, norm.flat, d_out, arch.norm, momentum))
-                if arch.dropout:
+                if "drop" in self.ops[i]:
                     self.add_module(f"dropout{i}", NumpyMaskDropout(arch.dropout.keep, owner, arch.dropout.seed))
 
         def forward(self, x):                     # x: (N, D)
             for i in range(1, self.num_layers):
                 x = getattr(self, f"linear{i}")(x)
-                if self.normalized:
-                    x = getattr(self, f"norm{i}")(x)
-                x = self.activation(x)
-                if self.dropout:
-                    x = getattr(self, f"dropout{i}")(x)
+                for op in self.ops[i]:
+                    x = (self.activation(x) if op == "act" else
+                         getattr(self, f"norm{i}" if op == "norm" else f"dropout{i}")(x))
             return getattr(self, f"linear{self.num_layers}")(x)
 
     class ConvNet(nn.Module):

@@ -20,11 +20,30 @@ import numpy as np
 
 from .norms import NormConfig
 
-__all__ = ["Architecture", "Dropout", "Conv", "ACTIVATIONS"]
+__all__ = ["Architecture", "Dropout", "Conv", "ACTIVATIONS", "NORM_POSITIONS", "DROPOUT_POSITIONS",
+           "check_positions"]
 
 KINDS = ("fc", "cnn")
 #: The hidden layers' nonlinearities: ReLU ``max(0, x)``, sigmoid ``1 / (1 + e^-x)``.
 ACTIVATIONS = ("relu", "sigmoid")
+#: Where an fc net's norm sits: before its activation (affine - norm - act) or after it (affine - act - norm).
+NORM_POSITIONS = ("before", "after")
+#: Where an fc net's dropout sits: at the end of every hidden layer, directly before every hidden
+#: layer's norm, or only at the end of the last hidden layer (after every norm).
+DROPOUT_POSITIONS = ("after_activation", "before_norm", "last_layer")
+
+
+def check_positions(norm_position, dropout_position, normalization) -> None:
+    """ValueError unless ``norm_position`` and ``dropout_position`` are known and fit ``normalization``."""
+    if norm_position not in NORM_POSITIONS:
+        raise ValueError(f"unknown norm_position {norm_position!r}; expected one of "
+                         f"{', '.join(map(repr, NORM_POSITIONS))}")
+    if dropout_position not in DROPOUT_POSITIONS:
+        raise ValueError(f"unknown dropout_position {dropout_position!r}; expected one of "
+                         f"{', '.join(map(repr, DROPOUT_POSITIONS))}")
+    if dropout_position == "before_norm" and normalization is None:
+        raise ValueError("dropout_position='before_norm' puts dropout before each norm, but normalization=None; "
+                         "pass a normalization or another dropout_position")
 
 
 @dataclass(frozen=True)
@@ -77,6 +96,9 @@ class Architecture:
     - conv: cnn only.
     - activation: the hidden layers' nonlinearity, one of ``ACTIVATIONS``:
       'relu' (default) or 'sigmoid' (fc only; the conv net's is ReLU).
+    - norm_position: fc only, one of ``NORM_POSITIONS``: the norm 'before' (default) or
+      'after' the activation.
+    - dropout_position: fc only, one of ``DROPOUT_POSITIONS`` (default 'after_activation').
     """
     kind: str
     input_dim: tuple[int, ...]
@@ -89,6 +111,8 @@ class Architecture:
     dropout: Dropout | None = None
     conv: Conv | None = None
     activation: str = "relu"
+    norm_position: str = "before"
+    dropout_position: str = "after_activation"
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -106,6 +130,10 @@ class Architecture:
                              f"{', '.join(map(repr, ACTIVATIONS))}")
         if self.kind == "cnn" and self.activation != "relu":
             raise ValueError(f"the conv net's activations are ReLU, got activation={self.activation!r}")
+        check_positions(self.norm_position, self.dropout_position, self.normalization)
+        if self.kind == "cnn" and (self.norm_position, self.dropout_position) != ("before", "after_activation"):
+            raise ValueError(f"the conv net's norms sit before its ReLUs and it has no dropout, got "
+                             f"norm_position={self.norm_position!r}, dropout_position={self.dropout_position!r}")
 
     @property
     def num_layers(self) -> int:

@@ -5,6 +5,8 @@ Architecture, for L layers (L - 1 hidden):
     {affine - [norm] - activation - [dropout]} x (L - 1) - affine - softmax
 
 norm: batch, noisy batch or layer norm; activation: ReLU (default) or sigmoid.
+``norm_position='after'`` puts the norm after the activation; ``dropout_position``
+moves dropout directly before each norm or keeps it only in the last hidden layer.
 
 Parameters live in ``model.params`` (W1, b1, gamma1, beta1, ..., WL, bL); the
 output layer is never normalized. Running statistics of batch norm live in
@@ -21,7 +23,7 @@ from ..nn._checks import as_float_array
 from ..nn.basic import (affine_backward, affine_forward, dropout_backward, dropout_forward, relu_backward, relu_forward,
                         sigmoid_backward, sigmoid_forward)
 from ..nn.losses import softmax_loss
-from .architecture import ACTIVATIONS, Architecture, Dropout
+from .architecture import ACTIVATIONS, Architecture, Dropout, check_positions
 from .common import check_dtype, check_reg, check_sizes, check_weight_scale, gaussian, init_rng
 from .norms import RunningStatsState, lookup
 
@@ -61,10 +63,17 @@ class FullyConnectedNet(RunningStatsState):
       biases b1..b(L-1): the norm's beta makes them redundant (the PyTorch
       notebook's nn.Linear(..., bias=False) before BatchNorm1d).
     - activation: the hidden layers' nonlinearity, 'relu' (default) or 'sigmoid'.
+    - norm_position: 'before' (default: affine - norm - activation, Ioffe & Szegedy's
+      placement) or 'after' (affine - activation - norm).
+    - dropout_position: where dropout sits in a hidden layer: 'after_activation'
+      (default: at the end of every hidden layer, so each later layer's norm sees
+      dropped units), 'before_norm' (directly before every hidden layer's norm:
+      affine - dropout - norm; needs a normalization) or 'last_layer' (only at the
+      end of the last hidden layer, after every norm: no norm sees dropped units).
     """
 
     #: The normalizations this net takes (keys of ``normlab.nets.norms.NORMALIZATIONS``).
-    normalizations = (None, "batchnorm", "noisy-batchnorm", "layernorm")
+    normalizations = (None, "batchnorm", "noisy-batchnorm", "layernorm", "batchrenorm", "ghost-batchnorm")
     #: The dropout layer, ``(x, dropout_param) -> (out, cache)``; a course face
     #: whose dropout_param['p'] is a drop probability substitutes its own.
     dropout_layer = staticmethod(dropout_forward)
@@ -76,11 +85,14 @@ class FullyConnectedNet(RunningStatsState):
 
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout_keep_ratio=1,
                  normalization=None, reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None,
-                 use_batchnorm=None, norm_param=None, bias_before_norm=True, rng_seed=None, activation="relu"):
+                 use_batchnorm=None, norm_param=None, bias_before_norm=True, rng_seed=None, activation="relu",
+                 norm_position="before", dropout_position="after_activation"):
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; expected one of "
                              f"{', '.join(map(repr, ACTIVATIONS))}")
         self.activation = activation
+        check_positions(norm_position, dropout_position, normalization or ("batchnorm" if use_batchnorm else None))
+        self.norm_position, self.dropout_position = norm_position, dropout_position
         if use_batchnorm:
             if normalization not in (None, "batchnorm"):
                 raise ValueError(f"use_batchnorm=True contradicts normalization={normalization!r}; "
@@ -141,7 +153,7 @@ class FullyConnectedNet(RunningStatsState):
             kind="fc", input_dim=self._dims[:1], hidden_dims=self._dims[1:-1], num_classes=self.num_classes,
             dtype=self.dtype, normalization=self.normalization, norm=self._norm_config,
             biases=tuple(f"b{i}" in self.params for i in range(1, self.num_layers + 1)), dropout=dropout,
-            activation=self.activation)
+            activation=self.activation, norm_position=self.norm_position, dropout_position=self.dropout_position)
 
     # --- forward and backward ---------------------------------------------------------
     def scores(self, X, mode="test"):
@@ -162,11 +174,22 @@ class FullyConnectedNet(RunningStatsState):
         ``model.rng`` and the global ``np.random`` are as before, so probing a net during
         training changes neither it nor the rest of its run.
         """
+        return self._tapped(X, mode, "act")
+
+    def norm_inputs(self, X, mode="train") -> list[np.ndarray]:
+        """What each hidden layer's norm receives (dropout's output under 'before_norm', the
+        activation's under norm_position='after'), one (N, D_i) array per hidden layer; as
+        ``activation_inputs``, the model and the generators are left as before."""
+        if not self._norm:
+            raise ValueError("norm_inputs needs a normalized net, this one has normalization=None")
+        return self._tapped(X, mode, "norm")
+
+    def _tapped(self, X, mode, op) -> list[np.ndarray]:
         state, global_state = self.state_arrays(), np.random.get_state()
         gen = self.rng.bit_generator.state if self.rng is not None else None
         taps = []
         try:
-            self._forward(X, mode, taps)
+            self._forward(X, mode, taps, op)
         finally:
             self.load_state_arrays(state)
             np.random.set_state(global_state)
@@ -182,9 +205,21 @@ class FullyConnectedNet(RunningStatsState):
             return scores
         return self._backward(scores, y, caches, out_cache)
 
-    def _forward(self, X, mode, taps=None):
+    def _layer_ops(self, i):
+        """Hidden layer i's operations after its affine, in order: some of 'norm', 'act', 'drop'."""
+        ops = ["norm", "act"] if self.norm_position == "before" else ["act", "norm"]
+        if not self._norm:
+            ops.remove("norm")
+        if self.use_dropout:
+            if self.dropout_position == "before_norm":
+                ops.insert(ops.index("norm"), "drop")
+            elif self.dropout_position == "after_activation" or i == self.num_layers - 1:
+                ops.append("drop")
+        return ops
+
+    def _forward(self, X, mode, taps=None, tap_op="act"):
         """Scores, the hidden layers' caches and the output layer's; ``taps``, a list, receives
-        each activation's input."""
+        each hidden layer's input to its ``tap_op`` ('act' or 'norm')."""
         X = as_float_array(X, "X").astype(self.dtype, copy=False)
         if mode not in ("train", "test"):
             raise ValueError(f"unknown mode {mode!r}; expected 'train' or 'test'")
@@ -199,22 +234,25 @@ class FullyConnectedNet(RunningStatsState):
                 if norm.noisy:
                     p["rng"] = self.rng    # the noise's source, as dropout's: model.rng as of now
 
-        folds = norm is not None and norm.folds_bias
+        # Only a norm right after the affine can take its bias (the activation or dropout between must see it).
+        folds = (norm is not None and norm.folds_bias and self.norm_position == "before"
+                 and not (self.use_dropout and self.dropout_position == "before_norm"))
         caches = []
         h = X
         for i in range(1, self.num_layers):
             b = self.params.get(f"b{i}")
             h, fc = affine_forward(h, self.params[f"W{i}"], self._zero_bias[i] if folds or b is None else b)
-            nc = None
-            if norm:
-                h, nc = norm.flat.forward(h, b, self.params[f"gamma{i}"], self.params[f"beta{i}"],
-                                          self.bn_params[i - 1], None)
-            if taps is not None:
-                taps.append(h)
-            h, rc = (relu_forward if self.activation == "relu" else sigmoid_forward)(h)
-            dc = None
-            if self.use_dropout:
-                h, dc = self.dropout_layer(h, self.dropout_param)
+            nc = rc = dc = None
+            for op in self._layer_ops(i):
+                if taps is not None and op == tap_op:
+                    taps.append(h)
+                if op == "norm":
+                    h, nc = norm.flat.forward(h, b if folds else None, self.params[f"gamma{i}"],
+                                              self.params[f"beta{i}"], self.bn_params[i - 1], None)
+                elif op == "act":
+                    h, rc = (relu_forward if self.activation == "relu" else sigmoid_forward)(h)
+                else:
+                    h, dc = self.dropout_layer(h, self.dropout_param)
             caches.append((fc, nc, rc, dc))
         L = self.num_layers
         scores, out_cache = affine_forward(h, self.params[f"W{L}"], self.params[f"b{L}"])
@@ -227,11 +265,13 @@ class FullyConnectedNet(RunningStatsState):
         dh, grads[f"W{L}"], grads[f"b{L}"] = affine_backward(dscores, out_cache)
         for i in range(L - 1, 0, -1):
             fc, nc, rc, dc = caches[i - 1]
-            if dc is not None:
-                dh = dropout_backward(dh, dc)
-            dh = (relu_backward if self.activation == "relu" else sigmoid_backward)(dh, rc)
-            if self._norm:
-                dh, grads[f"gamma{i}"], grads[f"beta{i}"] = self._norm.flat.backward(dh, nc)
+            for op in reversed(self._layer_ops(i)):
+                if op == "drop":
+                    dh = dropout_backward(dh, dc)
+                elif op == "act":
+                    dh = (relu_backward if self.activation == "relu" else sigmoid_backward)(dh, rc)
+                else:
+                    dh, grads[f"gamma{i}"], grads[f"beta{i}"] = self._norm.flat.backward(dh, nc)
             dh, grads[f"W{i}"], db = affine_backward(dh, fc)
             if f"b{i}" in self.params:
                 grads[f"b{i}"] = db

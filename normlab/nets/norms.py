@@ -13,6 +13,8 @@ batchnorm        batch norm over N           spatial batch norm over N, H, W  ye
 noisy-batchnorm  batch norm, then noise      (none: fc nets only)             yes      ``bn_param``
 layernorm        layer norm over D           (none: fc nets only)             no       ``ln_param``
 groupnorm        layer norm over D           group norm over (C/G, H, W)      no       ``gn_param``
+batchrenorm      batch renorm over N         (none: fc nets only)             yes      ``bn_param``
+ghost-batchnorm  batch norm per ghost batch  (none: fc nets only)             yes      ``bn_param``
 ===============  ==========================  ===============================  =======  ==============
 
 The conv net's 'groupnorm' puts layer norm after its hidden affine layer:
@@ -39,7 +41,9 @@ import numpy as np
 from ..nn.norm.batchnorm import (BatchNormConfig, batchnorm_after_bias, batchnorm_backward_alt,
                                  spatial_batchnorm_backward)
 from ..nn.norm.group import layernorm_backward, layernorm_forward, spatial_groupnorm_backward, spatial_groupnorm_forward
+from ..nn.norm.ghost import check_ghost_size, ghost_batchnorm_backward, ghost_batchnorm_forward
 from ..nn.norm.noisy import check_noise_per, noisy_batchnorm_backward, noisy_batchnorm_forward
+from ..nn.norm.renorm import batchrenorm_backward, batchrenorm_forward, check_renorm_param
 
 __all__ = ["NormLayer", "Normalization", "NormConfig", "NORMALIZATIONS", "lookup", "RunningStatsState"]
 
@@ -109,6 +113,7 @@ class Normalization:
     grouped: bool
     param_keys: tuple[str, ...]
     noisy: bool = False
+    validate: Callable | None = None    # checks its own norm_param keys (ValueError), at construction
 
     def config(self, norm_param: dict, groups: int | None = None) -> NormConfig:
         """The settings from a net's ``norm_param`` (validated: only ``param_keys``, and batch norm's
@@ -117,7 +122,9 @@ class Normalization:
         if unknown:
             raise ValueError(f"unknown norm_param keys {unknown} for {self.name}; allowed: {list(self.param_keys)}")
         if self.running_stats:
-            bn = BatchNormConfig(**{k: v for k, v in norm_param.items() if k != "noise_per"})
+            if self.validate is not None:
+                self.validate(norm_param)
+            bn = BatchNormConfig(**{k: v for k, v in norm_param.items() if k in _BN_CONFIG_KEYS})
             noise_per = check_noise_per(norm_param.get("noise_per", "unit")) if self.noisy else None
             return NormConfig(bn.eps, bn.momentum, bn.convention, batch_variance=bn.batch_variance,
                               noise_per=noise_per)
@@ -148,6 +155,19 @@ def _groupnorm(x, bias, gamma, beta, param, groups):
     return spatial_groupnorm_forward(x, gamma, beta, groups, param)
 
 
+def _batchrenorm(x, bias, gamma, beta, param, groups):
+    return batchrenorm_forward(x, gamma, beta, param, bias=bias)
+
+
+def _ghost_batchnorm(x, bias, gamma, beta, param, groups):
+    return ghost_batchnorm_forward(x, gamma, beta, param, bias=bias)
+
+
+def _check_ghost(norm_param):
+    check_ghost_size(norm_param.get("ghost_size"))
+
+
+_BN_CONFIG_KEYS = ("eps", "momentum", "convention", "batch_variance")
 _LAYERNORM = NormLayer("layernorm", _layernorm, layernorm_backward, (1,))
 
 NORMALIZATIONS: dict[str, Normalization] = {
@@ -163,6 +183,14 @@ NORMALIZATIONS: dict[str, Normalization] = {
     "layernorm": Normalization(
         "layernorm", flat=_LAYERNORM, spatial=None,
         running_stats=False, folds_bias=False, grouped=False, param_keys=("eps",)),
+    "batchrenorm": Normalization(
+        "batchrenorm", flat=NormLayer("batchrenorm", _batchrenorm, batchrenorm_backward, (0,)),
+        spatial=None, running_stats=True, folds_bias=True, grouped=False,
+        param_keys=(*_BN_CONFIG_KEYS, "r_max", "d_max", "warmup"), validate=check_renorm_param),
+    "ghost-batchnorm": Normalization(
+        "ghost-batchnorm", flat=NormLayer("ghost_batchnorm", _ghost_batchnorm, ghost_batchnorm_backward, (0,)),
+        spatial=None, running_stats=True, folds_bias=True, grouped=False,
+        param_keys=(*_BN_CONFIG_KEYS, "ghost_size"), validate=_check_ghost),
     "groupnorm": Normalization(
         "groupnorm", flat=_LAYERNORM,
         spatial=NormLayer("groupnorm", _groupnorm, spatial_groupnorm_backward, (2, 3, 4)),

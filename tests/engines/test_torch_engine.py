@@ -251,3 +251,26 @@ def test_numpy_only_settings_are_refused():
     with pytest.raises(ValueError, match="batch_variance='unbiased' runs on the numpy engine only"):
         TorchModel(ThreeLayerConvNet((2, 4, 4), num_filters=2, filter_size=3, normalization="batchnorm",
                                      norm_param={"batch_variance": "unbiased"}, rng_seed=0))
+
+
+@pytest.mark.parametrize("kw", [
+    {"normalization": "batchnorm", "norm_param": TORCH_BN, "norm_position": "after"},
+    {"normalization": "batchnorm", "norm_param": TORCH_BN, "dropout_keep_ratio": 0.7, "seed": 3,
+     "dropout_position": "before_norm"},
+    {"normalization": "batchnorm", "norm_param": TORCH_BN, "dropout_keep_ratio": 0.7, "seed": 3,
+     "dropout_position": "last_layer"},
+    {"normalization": "layernorm", "norm_position": "after", "dropout_keep_ratio": 0.7,
+     "dropout_position": "before_norm"},
+], ids=["bn-after", "bn-drop-before-norm", "bn-drop-last", "ln-after-drop-before-norm"])
+def test_fc_positions_match_numpy(rng, kw):
+    model = FullyConnectedNet([7, 6], input_dim=5, num_classes=4, dtype=np.float64, weight_scale=0.5,
+                              **{"rng_seed": 0, **kw})
+    model.params["b1"] += 0.3 * rng.standard_normal(7)
+    tm = TorchModel(model)
+    X, y = _data(rng, (5,), n=10, classes=4)
+    loss, grads = model.loss(X, y)
+    t_loss, t_grads = tm.loss(X, y)
+    assert t_loss == pytest.approx(loss, rel=1e-12)
+    for k in grads:
+        np.testing.assert_allclose(t_grads[k], grads[k], rtol=1e-9, atol=1e-13)
+    np.testing.assert_allclose(tm.loss(X), model.loss(X), rtol=1e-12, atol=1e-14)

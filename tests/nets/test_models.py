@@ -613,3 +613,73 @@ def test_activation_inputs_restore_the_global_generator_without_rng_seed(rng):
     before = np.random.get_state()[1].copy()
     model.activation_inputs(X)
     assert np.array_equal(np.random.get_state()[1], before)
+
+
+# --- norm_position and dropout_position (issue 14) ---------------------------------------
+
+@pytest.mark.parametrize("kw", [
+    {"normalization": "batchnorm", "norm_position": "after"},
+    {"normalization": "layernorm", "norm_position": "after"},
+    {"normalization": "batchnorm", "dropout_keep_ratio": 0.6, "dropout_position": "before_norm"},
+    {"normalization": "batchnorm", "dropout_keep_ratio": 0.6, "dropout_position": "last_layer"},
+    {"normalization": "batchnorm", "dropout_keep_ratio": 0.6, "norm_position": "after",
+     "dropout_position": "before_norm"},
+], ids=["bn-after", "ln-after", "bn-drop-before-norm", "bn-drop-last", "bn-after-drop-before-norm"])
+def test_fc_net_positions_gradient_check(kw):
+    X, y = _course_data(n=6)
+    model = FullyConnectedNet([H1, H2], input_dim=D, num_classes=C, reg=0.1, weight_scale=5e-2,
+                              dtype=np.float64, rng_seed=0, **kw)
+    for name in [k for k in model.params if k.startswith("beta")]:
+        # off ReLU's kink: a unit whose inputs dropout zeroed all would output exactly beta = 0
+        model.params[name] += 0.1 * np.random.default_rng(3).standard_normal(model.params[name].shape)
+    reset = _reset_dropout_rng(model) if model.use_dropout else (lambda: None)
+    reset()
+    loss, grads = model.loss(X, y)
+    numeric = _numeric_grads(model, X, y, reset)
+    for name in model.params:
+        a, n = grads[name], numeric[name]
+        assert np.abs(a - n).max() <= 1e-6 * np.abs(n).max() + 1e-10, (name, np.abs(a - n).max())
+
+
+def test_fc_net_norm_after_activation_is_the_layers_in_that_order(rng):
+    from normlab.nn.basic import affine_forward, relu_forward
+    from normlab.nn.norm.batchnorm import batchnorm_forward
+    X = rng.standard_normal((8, 5))
+    model = FullyConnectedNet([4], input_dim=5, num_classes=3, dtype=np.float64, normalization="batchnorm",
+                              norm_position="after", weight_scale=0.5, rng_seed=1)
+    model.params["b1"] += rng.standard_normal(4)     # a bias the ReLU must see
+    p = model.params
+    h = relu_forward(affine_forward(X, p["W1"], p["b1"])[0])[0]
+    h = batchnorm_forward(h, p["gamma1"], p["beta1"], {"mode": "train"})[0]
+    np.testing.assert_allclose(model.scores(X, "train"), h @ p["W2"] + p["b2"], rtol=1e-12)
+    assert model.architecture().norm_position == "after"
+    np.testing.assert_allclose(model.norm_inputs(X)[0], relu_forward(X @ p["W1"] + p["b1"])[0], rtol=1e-12)
+
+
+def test_fc_net_dropout_positions_decide_which_norms_see_dropped_units(rng):
+    X = rng.standard_normal((64, 5))
+    kw = dict(input_dim=5, num_classes=3, dtype=np.float64, normalization="batchnorm", dropout_keep_ratio=0.5,
+              weight_scale=0.5, rng_seed=2)
+    last = FullyConnectedNet([6, 6], dropout_position="last_layer", **kw)
+    every = FullyConnectedNet([6, 6], **kw)
+    # the second norm sees dropped units only with dropout after every activation
+    assert not np.any(last.norm_inputs(X, "train")[1] == 0)
+    every.params["W2"] = np.abs(every.params["W2"])
+    h = every.norm_inputs(X, "train")[1]
+    assert 0 < np.mean(h) and np.var(h, axis=0).mean() > 0
+    before = FullyConnectedNet([6, 6], dropout_position="before_norm", **kw)
+    tr, te = before.norm_inputs(X, "train"), before.norm_inputs(X, "test")
+    assert np.mean(tr[0] == 0) > 0.3 and not np.any(te[0] == 0)
+    assert [FullyConnectedNet([6, 6], dropout_position=d, **kw)._layer_ops(1) for d in
+            ("after_activation", "before_norm", "last_layer")] == [["norm", "act", "drop"],
+                                                                   ["drop", "norm", "act"], ["norm", "act"]]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"norm_position": "middle"}, "norm_position 'middle'"),
+    ({"dropout_position": "first"}, "dropout_position 'first'"),
+    ({"dropout_position": "before_norm", "dropout_keep_ratio": 0.5}, "normalization=None"),
+])
+def test_fc_net_bad_positions_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        FullyConnectedNet([4], input_dim=3, num_classes=2, **kwargs)

@@ -80,7 +80,8 @@ def test_normalization_table():
         for name in net.normalizations:
             assert name is None or name in NORMALIZATIONS
     assert all(NORMALIZATIONS[n].spatial is not None for n in ThreeLayerConvNet.normalizations if n)
-    assert [n for n, e in NORMALIZATIONS.items() if e.running_stats] == ["batchnorm", "noisy-batchnorm"]
+    assert [n for n, e in NORMALIZATIONS.items() if e.running_stats] == [
+        "batchnorm", "noisy-batchnorm", "batchrenorm", "ghost-batchnorm"]
     assert NORMALIZATIONS["groupnorm"].flat is NORMALIZATIONS["layernorm"].flat
     with pytest.raises(ValueError, match=r"unknown normalization 'x'; expected one of None, 'batchnorm'"):
         lookup("x", FullyConnectedNet.normalizations)
