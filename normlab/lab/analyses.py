@@ -95,6 +95,7 @@ class Analyses:
                     section.config = config_to_dict(p.config)
                 if section.paper is not None:
                     section.paper["analysis_seconds"] = round(secs, 1)
+                    section.paper["suite"] = getattr(p.module, "SUITE", "course")
                 sections.append(section)
                 progress("analyzed", index=i, total=len(self.plans), name=p.name, seconds=secs)
         finally:

@@ -103,10 +103,19 @@ def _meta_rows(meta: dict) -> list:
 _FINDING_COLUMNS = ("claim", "paper", "ours", "criterion", "verdict")
 
 
-def _verdict_rows(sections: list) -> list:
-    """[title, claim, verdict] of every finding of every paper section, in report order."""
-    return [[s.paper.get("short", s.title), f["claim"], f["verdict"]]
-            for s in sections if s.paper for f in s.paper["findings"]]
+def _verdict_rows(sections: list, suite: str) -> list:
+    """[source, claim, verdict] of every finding of the sections of ``suite`` ("pitfalls": the
+    pitfalls', labelled by their titles; otherwise the papers', by their short references)."""
+    pitfalls = suite == "pitfalls"
+    return [[s.title if pitfalls else s.paper.get("short", s.title), f["claim"], f["verdict"]]
+            for s in sections if s.paper and (s.paper.get("suite") == "pitfalls") == pitfalls
+            for f in s.paper["findings"]]
+
+
+_VERDICT_TABLES = (("papers", "paper", "**Verdicts: the papers** (each claim judged by a criterion fixed before the "
+                                       "runs):"),
+                   ("pitfalls", "pitfall", "**Verdicts: the pitfalls** (each belief judged by a criterion fixed "
+                                           "before the runs):"))
 
 
 def _run_time(p: dict) -> str:
@@ -137,10 +146,10 @@ def render_markdown(out_dir, sections: list, meta: dict) -> str:
         lines.append(f"> **Problem:** {_md(p)}")
     if meta.get("problems"):
         lines.append("")
-    verdicts = _verdict_rows(sections)
-    if verdicts:
-        lines += ["**Verdicts** (each paper's claims, judged by criteria fixed before the runs):", ""]
-        lines += _md_table(["paper", "claim", "verdict"], verdicts) + [""]
+    for suite, col, head in _VERDICT_TABLES:
+        verdicts = _verdict_rows(sections, suite)
+        if verdicts:
+            lines += [head, ""] + _md_table([col, "claim", "verdict"], verdicts) + [""]
     lines += ["## Contents", ""]
     lines += [f"{i}. [{_md(s.title)}](#{_anchor(s)})" for i, s in enumerate(sections, 1)] + [""]
     for i, s in enumerate(sections, 1):
@@ -165,8 +174,8 @@ _CSS = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;max-width:60rem;margin:2rem auto;
 padding:0 1rem;color:#1a1a1a}
 h1{font-size:1.6rem}h2{margin-top:2.5rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
-table{border-collapse:collapse;margin:.8rem 0;font-size:.9rem}
-th,td{border:1px solid #ccc;padding:.25rem .6rem;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:.8rem 0;font-size:.9rem;display:block;max-width:100%;overflow-x:auto}
+th,td{border:1px solid #ccc;padding:.25rem .6rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .q{color:#444}.a{background:#f4f8ff;border-left:4px solid #4a7bd0;padding:.5rem .8rem}
 .problem{background:#fff3f0;border-left:4px solid #d0584a;padding:.5rem .8rem}
@@ -250,10 +259,12 @@ def render_html(out_dir, sections: list, meta: dict) -> str:
              f"<h1>{_h(title)}</h1>", _html_table(None, _meta_rows(meta))]
     for p in meta.get("problems", []):
         parts.append(f'<p class="problem"><strong>Problem:</strong> {_h(p)}</p>')
-    verdicts = _verdict_rows(sections)
-    if verdicts:
-        parts += ["<p><strong>Verdicts</strong> (each paper's claims, judged by criteria fixed before the runs):</p>",
-                  _verdict_table(["paper", "claim", "verdict"], verdicts)]
+    for suite, col, head in _VERDICT_TABLES:
+        verdicts = _verdict_rows(sections, suite)
+        if verdicts:
+            title, _, rest = head.partition("** ")
+            parts += [f"<p><strong>{_h(title.strip('*'))}</strong> {_h(rest)}</p>",
+                      _verdict_table([col, "claim", "verdict"], verdicts)]
     parts.append("<nav><h2>Contents</h2><ol>")
     parts += [f'<li><a href="#{_anchor(s)}">{_h(s.title)}</a></li>' for s in sections]
     parts.append("</ol></nav>")

@@ -204,7 +204,7 @@ def test_paper_section_has_reference_claim_table_and_verdicts(tmp_path):
     assert "| claim | paper | ours | criterion | verdict |" in md
     assert "| (b) claim b &lt;b&gt; | 23.6 vs 24.1 | 0.81 vs 0.80 | BN &lt; GN | disagrees |" in md
     # the summary of every verdict comes before the contents, the course sections keep their wording
-    assert md.index("**Verdicts**") < md.index("## Contents")
+    assert md.index("**Verdicts: the papers**") < md.index("## Contents")
     assert "| Group norm | (b) claim b &lt;b&gt; | disagrees |" in md
     assert "**The course asks.** Does batch norm speed up training?" in md
     assert "12.3 s of training" in md and "0.4 s of analysis" in md
@@ -218,3 +218,18 @@ def test_report_without_paper_sections_has_no_verdict_table(tmp_path):
     sections = _sections(tmp_path)
     md = render_markdown(tmp_path, sections, {})
     assert "Verdicts" not in md and "verdict" not in render_html(tmp_path, sections, {})
+
+
+def test_pitfalls_get_their_own_verdict_table_labelled_by_title(tmp_path):
+    paper = _paper_section(tmp_path)
+    pit = _paper_section(tmp_path, verdicts=("partly",))
+    pit.name, pit.title = "eval-mode", "Forgetting eval()"
+    pit.paper = {**pit.paper, "suite": "pitfalls", "short": "PyTorch 2024"}
+    paper.paper = {**paper.paper, "suite": "papers"}
+    md = render_markdown(tmp_path, [paper, pit], {})
+    assert md.index("**Verdicts: the papers**") < md.index("**Verdicts: the pitfalls**") < md.index("## Contents")
+    assert "| Forgetting eval() | (a) claim a &lt;b&gt; | partly |" in md
+    assert "| Wu &amp; He 2018 | (b) claim b &lt;b&gt; | disagrees |" not in md       # short is absent here
+    assert "| pitfall | claim | verdict |" in md and "| paper | claim | verdict |" in md
+    page = render_html(tmp_path, [paper, pit], {})
+    assert "<strong>Verdicts: the pitfalls</strong>" in page
