@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SUITES = ("course", "papers", "all")     # normlab.lab.plan.SUITES (not imported here: numpy is not yet)
+_SUITES = ("course", "papers", "pitfalls", "all")     # normlab.lab.plan.SUITES (not imported here: numpy is not yet)
 
 
 def _sweep_options(p, default_out):

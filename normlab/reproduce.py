@@ -334,11 +334,11 @@ def _finish(out: Path, plans: list, results: dict, config: dict, progress, analy
 def _title(plans) -> str:
     """The report's title, from the suites its recipes come from."""
     suites = list(dict.fromkeys(getattr(p.module, "SUITE", "course") for p in plans))
-    if suites == ["papers"]:
-        return "normlab: landmark normalization papers, reproduced"
-    if "papers" in suites:
-        return "normlab: the course experiments and landmark normalization papers, reproduced"
-    return "normlab: the course experiments, reproduced"
+    what = {"course": "the course experiments", "papers": "landmark normalization papers",
+            "pitfalls": "the everyday pitfalls of batch norm"}
+    names = [what.get(s, s) for s in suites]
+    joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return f"normlab: {joined}, reproduced"
 
 
 def _code_version() -> str:

@@ -26,9 +26,9 @@ def papers_quick(tmp_path_factory):
     return out, res, time.perf_counter() - t0
 
 
-def test_the_papers_suite_has_the_four_papers():
+def test_the_papers_suite_has_its_papers():
     names = suite_names("papers")
-    assert names == ["ioffe-szegedy-2015", "santurkar-2018", "wu-he-2018", "ba-2016"]
+    assert names[:4] == ["ioffe-szegedy-2015", "santurkar-2018", "wu-he-2018", "ba-2016"]
     for n in names:
         mod = recipes()[n]
         assert mod.SUITE == "papers" and mod.PAPER.arxiv and mod.CLAIMS
@@ -46,7 +46,7 @@ def test_papers_quick_end_to_end(papers_quick):
     assert not metrics["failed_runs"]
     md = (out / "report.md").read_text()
     assert md.startswith("# normlab: landmark normalization papers, reproduced (quick, reduced sizes)")
-    assert "**Verdicts**" in md
+    assert "**Verdicts: the papers**" in md
     for n in suite_names("papers"):
         mod = recipes()[n]
         verdicts = metrics["experiments"][n]["verdicts"]
@@ -55,8 +55,9 @@ def test_papers_quick_end_to_end(papers_quick):
         assert f"arXiv:{mod.PAPER.arxiv}" in md
         for c in mod.CLAIMS:
             assert f"({c.key}) " in md
-    assert md.count("| claim | paper | ours | criterion | verdict |") == 4
-    assert md.count("s of training (the sum of its runs") == 4
+    n = len(suite_names("papers"))
+    assert md.count("| claim | paper | ours | criterion | verdict |") == n
+    assert md.count("s of training (the sum of its runs") == n
     page = (out / "report.html").read_text()
     assert page.count('class="v-') >= sum(len(recipes()[n].CLAIMS) for n in suite_names("papers")) * 2
     for n in suite_names("papers"):
@@ -88,7 +89,7 @@ def test_the_papers_report_in_a_browser(papers_quick):
     print(f"screenshot of the papers report: {shot}")
     assert not images, "\n".join(images)
     assert not links, "\n".join(links)
-    assert count >= 4 and verdict_cells >= 8
+    assert count >= len(suite_names("papers")) and verdict_cells >= 2 * len(suite_names("papers"))
     assert page.console_errors == [], "\n".join(page.console_errors)
     assert page.requests == [], f"the report fetched: {page.requests}"
     assert png_size(shot)[0] == browser.viewport[0]

@@ -4,6 +4,8 @@
   then the engine cross-check.
 - ``papers``: landmark normalization results beside the papers' own numbers
   (``normlab.experiments.papers``).
+- ``pitfalls``: what users of batch norm get wrong most, measured
+  (``normlab.experiments.pitfalls``).
 - ``all``: every suite, in that order.
 
 A recipe names its suite in ``SUITE`` (``"course"`` when it says nothing);
@@ -16,12 +18,13 @@ from types import ModuleType
 from . import (batch_size, bn_backward_speed, bn_forward, bn_vs_baseline, engines, gradcheck, spatial_bn,
                train_eval_mode, weight_scale)
 from .papers import PAPERS
+from .pitfalls import PITFALLS
 
 __all__ = ["RECIPES", "get"]
 
 RECIPES: dict[str, ModuleType] = {m.NAME: m for m in (
     bn_forward, gradcheck, bn_backward_speed, bn_vs_baseline, weight_scale, batch_size, train_eval_mode, spatial_bn,
-    engines, *PAPERS)}
+    engines, *PAPERS, *PITFALLS)}
 
 def get(name: str) -> ModuleType:
     """The recipe module called ``name`` (e.g. "weight-scale"); ValueError listing the names otherwise."""

@@ -18,8 +18,9 @@ from .rundir import CONFIG_FILE, STORE_FILE, RunDirError
 
 __all__ = ["Plan", "plan", "plans_from_config", "recipes", "recipe", "suite_names", "SUITES"]
 
-#: The suites (``normlab reproduce --suite``): the course's experiments, the papers, both.
-SUITES = ("course", "papers", "all")
+#: The suites (``normlab reproduce --suite``): the course's experiments, the papers, the
+#: everyday pitfalls, all of them.
+SUITES = ("course", "papers", "pitfalls", "all")
 
 
 def recipes() -> dict:

@@ -91,9 +91,10 @@ def test_quick_recipe_end_to_end(quick_sections, name):
 
 def test_registry_course_order_and_unknown_name():
     assert suite_names("course") == COURSE_ORDER == list(registry.RECIPES)[:len(COURSE_ORDER)]
-    assert suite_names("all") == list(registry.RECIPES) == COURSE_ORDER + suite_names("papers")
+    assert suite_names("all") == list(registry.RECIPES) == \
+        COURSE_ORDER + suite_names("papers") + suite_names("pitfalls")
     assert all(registry.RECIPES[n].SUITE == "papers" for n in suite_names("papers"))
-    with pytest.raises(ValueError, match="unknown suite 'paper'; expected one of course, papers, all"):
+    with pytest.raises(ValueError, match="unknown suite 'paper'; expected one of course, papers, pitfalls, all"):
         suite_names("paper")
     assert registry.get("weight-scale") is weight_scale
     with pytest.raises(ValueError, match="unknown experiment 'weight_scale'.*bn-forward.*spatial-bn"):

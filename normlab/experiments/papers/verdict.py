@@ -28,7 +28,8 @@ VERDICTS = ("agrees", "partly", "disagrees", "not measured")
 class Paper:
     """The paper a recipe reproduces.
 
-    - authors, year, title, arxiv: the reference (``arxiv`` as "1502.03167").
+    - authors, year, title, arxiv: the reference (``arxiv`` as "1502.03167"; "" for a
+      source without one, e.g. a pitfall's documentation page named in ``title``).
     - where: the figures, tables or sections reproduced ("Figure 1, section 3.3").
     - setup: the paper's own setup (data, model, optimizer, steps) in one paragraph.
     - ours: the setup we run, and why it differs (a 2-core CPU, minutes not GPU-days).
@@ -43,7 +44,7 @@ class Paper:
 
     @property
     def url(self) -> str:
-        return f"https://arxiv.org/abs/{self.arxiv}"
+        return f"https://arxiv.org/abs/{self.arxiv}" if self.arxiv else ""
 
     @property
     def short(self) -> str:
@@ -55,7 +56,8 @@ class Paper:
 
     @property
     def cite(self) -> str:
-        return f"{self.authors} ({self.year}), \u201c{self.title}\u201d, arXiv:{self.arxiv}"
+        where = f", arXiv:{self.arxiv}" if self.arxiv else ""
+        return f"{self.authors} ({self.year}), \u201c{self.title}\u201d{where}"
 
 
 @dataclass(frozen=True)
