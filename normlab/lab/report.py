@@ -175,13 +175,13 @@ body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;max-width:60rem
 padding:0 1rem;color:#1a1a1a}
 h1{font-size:1.6rem}h2{margin-top:2.5rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
 table{border-collapse:collapse;margin:.8rem 0;font-size:.9rem;display:block;max-width:100%;overflow-x:auto}
-th,td{border:1px solid #ccc;padding:.25rem .6rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th,td{border:1px solid #ccc;padding:.25rem .6rem;text-align:left;vertical-align:top;overflow-wrap:break-word}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .q{color:#444}.a{background:#f4f8ff;border-left:4px solid #4a7bd0;padding:.5rem .8rem}
 .problem{background:#fff3f0;border-left:4px solid #d0584a;padding:.5rem .8rem}
 figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 nav ol{columns:2}details{margin:.5rem 0}
-td.v-agrees{background:#e8f5e9}td.v-partly{background:#fff8e1}td.v-disagrees{background:#ffebee;font-weight:600}
+td[class^="v-"]{white-space:nowrap}td.v-agrees{background:#e8f5e9}td.v-partly{background:#fff8e1}td.v-disagrees{background:#ffebee;font-weight:600}
 td.v-not-measured{background:#eceff1}.cite{color:#444;font-size:.92rem}
 """
 
