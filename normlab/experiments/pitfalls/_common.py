@@ -52,6 +52,42 @@ def condition_mean(rs, seeds, value) -> float | None:
     return None if any(v is None for v in vals) else float(sum(vals) / len(vals))
 
 
+def per_seed(rs, seeds, of=final_acc) -> list | None:
+    """``of(result)`` for each seed in order, or None unless every seed has a finished run with a value."""
+    vals = seed_values(rs, seeds, lambda r: of(r) if r.status == "finished" else None)
+    return None if any(v is None for v in vals) else vals
+
+
+def mean_or_none(vals):
+    return None if vals is None else float(np.mean(vals))
+
+
+def curves(ax, rs, label: str, color: str, of=lambda r: r.val_acc_history, x=None):
+    """The runs' curves ``of(result)`` (finished and diverged) as a mean with a min-max band."""
+    results = [r for r in rs.results if r.status in ("finished", "diverged")]
+    if results:
+        xs = x or (lambda r: r.extras.get("eval_steps", list(range(len(of(r))))))
+        figures.band(ax, [(of(r), r.status == "diverged") for r in results], label, color,
+                     x=max((xs(r) for r in results), key=len), marker="o")
+
+
+def bn_runs(name: str, cfg, conditions, tag: str, measure_fn: str) -> list:
+    """One step-wise run per (label, norm_param) of ``conditions`` and seed of an fc batch-norm net:
+    ``cfg``'s hidden_dims, weight_scale, num_train, num_test, num_epochs, batch_size, learning_rate,
+    update_rule, dataset and seeds; the accuracy every epoch; ``measure_fn`` after training;
+    tagged ``{tag: label}``."""
+    from ...lab.runs import RunSpec
+    per_epoch = cfg.num_train // cfg.batch_size
+    measure = {"fn": measure_fn, "kwargs": {}}
+    return [RunSpec(experiment=name, name=f"{label}/seed={s}", model="fc", dataset=cfg.dataset,
+                    num_train=cfg.num_train, num_test=cfg.num_test, seed=s, tags={tag: label},
+                    model_kwargs={"hidden_dims": list(cfg.hidden_dims), "normalization": "batchnorm",
+                                  "weight_scale": cfg.weight_scale, "norm_param": param},
+                    task=task(cfg.num_epochs * per_epoch, cfg.batch_size, cfg.learning_rate, cfg.update_rule,
+                              per_epoch, measure))
+            for label, param in conditions for s in cfg.seeds]
+
+
 def ge(a, b):
     return None if a is None or b is None else bool(a >= b)
 

@@ -57,7 +57,8 @@ from ...lab.runs import RunSpec, Runs, Section
 from ..papers.verdict import Claim, Finding, Paper, paper_block, run_seconds, verdict, verdict_metrics
 from ..summarize import check_common, compare, config_dict, positive, positive_tuple, problems_sentence, \
     spread, status_text
-from .norm_position import curves, final_acc, mean_or_none, per_seed, t, task
+from ._common import curves, final_acc, mean_or_none, per_seed, text as t
+from .norm_position import task
 
 NAME = "bn-dropout-order"
 TITLE = "Dropout before batch norm: the variance shift (Li, Chen, Hu & Yang 2019)"

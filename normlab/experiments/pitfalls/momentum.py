@@ -39,7 +39,7 @@ from ...lab.runs import RunSpec, Runs, Section
 from ..papers.verdict import Claim, Finding, Paper, paper_block, run_seconds, verdict, verdict_metrics
 from ..summarize import check_common, compare, config_dict, positive, positive_tuple, problems_sentence, spread, \
     status_text
-from ._common import condition_mean, final_acc, gt, measured, population_stats, seed_bars, seed_values, task, text
+from ._common import bn_runs, condition_mean, final_acc, gt, measured, population_stats, seed_bars, seed_values, text
 
 NAME = "momentum-convention"
 TITLE = "Batch norm's momentum: the course's 0.9 on the old value, PyTorch's 0.1 on the new batch"
@@ -105,15 +105,7 @@ def quick(cfg: Config) -> Config:
 
 
 def runs(cfg: Config) -> list[RunSpec]:
-    per_epoch = cfg.num_train // cfg.batch_size
-    measure = {"fn": "normlab.experiments.pitfalls.momentum:measure", "kwargs": {}}
-    return [RunSpec(experiment=NAME, name=f"{label}/seed={s}", model="fc", dataset=cfg.dataset,
-                    num_train=cfg.num_train, num_test=cfg.num_test, seed=s, tags={"rule": label},
-                    model_kwargs={"hidden_dims": list(cfg.hidden_dims), "normalization": "batchnorm",
-                                  "weight_scale": cfg.weight_scale, "norm_param": param},
-                    task=task(cfg.num_epochs * per_epoch, cfg.batch_size, cfg.learning_rate, cfg.update_rule,
-                              per_epoch, measure))
-            for label, param in CONDITIONS for s in cfg.seeds]
+    return bn_runs(NAME, cfg, CONDITIONS, "rule", "normlab.experiments.pitfalls.momentum:measure")
 
 
 def measure(model, data) -> dict:

@@ -46,6 +46,8 @@ import numpy as np
 from ...lab import figures
 from ...lab.runs import RunSpec, Runs, Section
 from ..papers.verdict import Claim, Finding, Paper, paper_block, run_seconds, verdict, verdict_metrics
+from . import _common
+from ._common import curves, final_acc, mean_or_none, per_seed, text as t
 from ..summarize import check_common, compare, config_dict, fmt, positive, positive_tuple, problems_sentence, \
     spread, status_text
 
@@ -111,9 +113,7 @@ def quick(cfg: Config) -> Config:
 
 def task(cfg, steps=None) -> dict:
     """The step-wise task of these recipes' runs (``cfg``: any Config with these fields)."""
-    return {"kind": "steps", "steps": steps or cfg.steps, "batch_size": cfg.batch_size,
-            "update_rule": cfg.update_rule, "optim_config": {"learning_rate": cfg.learning_rate},
-            "eval_every": cfg.eval_every, "eval_set": "test"}
+    return _common.task(steps or cfg.steps, cfg.batch_size, cfg.learning_rate, cfg.update_rule, cfg.eval_every)
 
 
 def runs(cfg: Config) -> list[RunSpec]:
@@ -123,37 +123,6 @@ def runs(cfg: Config) -> list[RunSpec]:
                     dataset=cfg.dataset, num_train=cfg.num_train, num_test=cfg.num_test, seed=s,
                     tags={"position": pos}, task=task(cfg))
             for pos in POSITIONS for s in cfg.seeds]
-
-
-# --------------------------------------------------------------------------- measuring (shared by the pitfalls here)
-
-def final_acc(r):
-    """The test accuracy after the last step of a finished run, else None."""
-    return r.val_acc_history[-1] if r.status == "finished" and r.val_acc_history else None
-
-
-def per_seed(rs: Runs, seeds, of=final_acc) -> list | None:
-    """``of(result)`` for each seed in order, or None unless every seed has a finished run with a value."""
-    by_seed = {s.seed: of(r) if r.status == "finished" else None for s, r in rs}
-    vals = [by_seed.get(s) for s in seeds]
-    return None if any(v is None for v in vals) else vals
-
-
-def mean_or_none(vals):
-    return None if vals is None else float(np.mean(vals))
-
-
-def t(v, digits=3) -> str:
-    return "not measured" if v is None else fmt(v, digits)
-
-
-def curves(ax, rs: Runs, label: str, color: str, of=lambda r: r.val_acc_history, x=None):
-    """The runs' curves ``of(result)`` (finished and diverged) as a mean with a min-max band."""
-    results = [r for r in rs.results if r.status in ("finished", "diverged")]
-    if results:
-        xs = x or (lambda r: r.extras.get("eval_steps", list(range(len(of(r))))))
-        figures.band(ax, [(of(r), r.status == "diverged") for r in results], label, color,
-                     x=max((xs(r) for r in results), key=len), marker="o")
 
 
 def difference(before, after) -> dict | None:
