@@ -86,7 +86,8 @@ class RunSpec:
       ``solver_kwargs``) or a dict describing step-wise training with probes
       (``{"kind": "steps", ...}``, see :mod:`normlab.lab.stepwise`): a fixed
       number of optimizer steps, the evaluation set measured every few steps,
-      and measurements of the model during training (the papers suite).
+      and measurements of the model during training (the papers suite). Such a
+      spec takes no solver_kwargs or evaluate: they would be silently unused.
     - tags: what the recipe groups its runs by, as typed values (``{"net":
       "batchnorm", "scale": 1e-4}``): str, int, float, bool or None. They describe
       the run, they do not change it, so they are not part of ``spec_hash``.
@@ -126,6 +127,9 @@ class RunSpec:
         if self.task is not None:
             from .tasks import check_task
             check_task(self.task, self.model)
+            if self.evaluate or self.solver_kwargs:
+                raise ValueError("a spec with a task is trained step-wise: it takes no solver_kwargs or evaluate "
+                                 "(the task measures the test set; use its 'measure' for anything else)")
         if not isinstance(self.tags, dict):
             raise ValueError(f"tags must be a dict, got {_brief(self.tags)}")
         for k, v in self.tags.items():

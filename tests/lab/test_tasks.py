@@ -130,3 +130,10 @@ def test_a_few_classes_task_trains_and_bad_orders_are_refused():
         check_task({**TASK, "batch_order": "sorted"}, "fc")
     with pytest.raises(ValueError, match="batch_size must be even"):
         check_task({**TASK, "batch_size": 7, "batch_order": "few_classes"}, "fc")
+
+
+def test_a_task_takes_no_solver_options_or_evaluations():
+    with pytest.raises(ValueError, match="takes no solver_kwargs or evaluate"):
+        RunSpec(experiment="t", name="r", model="fc", task=TASK, evaluate=("test_acc",))
+    with pytest.raises(ValueError, match="takes no solver_kwargs or evaluate"):
+        RunSpec(experiment="t", name="r", model="fc", task=TASK, solver_kwargs={"num_epochs": 2})
