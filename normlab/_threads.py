@@ -52,18 +52,28 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+_parsed: dict[str, int] = {}
+
+
 def kernel_threads() -> int:
-    """Threads for the normalization kernels: NORMLAB_NUM_THREADS, else ``available_cpus()``."""
+    """Threads for the normalization kernels: NORMLAB_NUM_THREADS, else ``available_cpus()``.
+
+    Read on every kernel call (a test or a worker may set it at any time); a
+    value once parsed is remembered, since this runs several times per layer call.
+    """
     env = os.environ.get(KERNEL_THREADS_VAR)
-    if env:
+    if not env:
+        return available_cpus()
+    n = _parsed.get(env)
+    if n is None:
         try:
             n = int(env)
         except ValueError:
             raise ValueError(f"{KERNEL_THREADS_VAR} must be a positive integer, got {env!r}") from None
         if n < 1:
             raise ValueError(f"{KERNEL_THREADS_VAR} must be a positive integer, got {env!r}")
-        return n
-    return available_cpus()
+        _parsed[env] = n
+    return n
 
 
 class BlasThreadsWarning(UserWarning):

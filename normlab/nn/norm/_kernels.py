@@ -63,6 +63,23 @@ def _map(fn, blocks, nbytes):
     return list(pool.map(run, blocks))   # map keeps block order: deterministic merging
 
 
+def _map_runs(fn, nblocks: int, nthreads: int) -> None:
+    """fn(b0, b1) on ``nthreads`` contiguous runs of blocks, on the pool (compiled kernels release the GIL).
+
+    Each block's result has its own place, so how the runs are cut changes no result.
+    """
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < nthreads:
+            _pool = ThreadPoolExecutor(max_workers=nthreads, thread_name_prefix="normlab")
+        pool = _pool
+    cuts = [nblocks * i // nthreads for i in range(nthreads + 1)]
+    futures = [pool.submit(fn, cuts[i], cuts[i + 1]) for i in range(1, nthreads)]
+    fn(cuts[0], cuts[1])   # the caller's thread takes the first run
+    for f in futures:
+        f.result()
+
+
 _local = threading.local()
 
 

@@ -39,7 +39,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .._checks import as_float_array, param_vector, require_mode, require_ndim
-from .core import affine_normalize, affine_normalize_backward, centered_sums, moments, reduced_size
+from .core import (affine_normalize, affine_normalize_backward, batch_dgamma, centered_sums, reduced_size,
+                   train_normalize)
 
 __all__ = [
     "BatchNormConfig", "RunningStats", "BatchNormCache",
@@ -159,10 +160,7 @@ def batchnorm_train(x, gamma, beta, stats: RunningStats | None, config: BatchNor
         raise ValueError(f"expected more than 1 value per channel when training, got input shape "
                          f"{x.shape}; use a batch of at least 2 or mode='test'")
     v = np.ascontiguousarray(x)   # the kernels' layout: copied (if at all) once for both passes
-    mean, var = moments(v, axes, where="batchnorm")
-    norm_var = var * (m / (m - 1)) if config.ddof else var
-    inv_std = 1.0 / np.sqrt(norm_var + np.asarray(config.eps, dtype=x.dtype))
-    out = affine_normalize(v, axes, mean, inv_std, g, b)
+    out, mean, var, norm_var, inv_std = train_normalize(v, axes, g, b, config.eps, config.ddof, where="batchnorm")
     if stats is None:
         stats = RunningStats.initial(x.shape[1], x.dtype, config)
     batch_mean, batch_var = mean.reshape(-1), var.reshape(-1)
@@ -207,8 +205,8 @@ def batchnorm_backward_staged(dout, cache: BatchNormCache):
     xc = c.x - mu
     # out = gamma * x_hat + beta: dbeta = sum(dout), dgamma = sum(dout * x_hat), summed
     # as the closed form sums them, so the two backward passes agree on them exactly
-    dbeta, s1, _ = centered_sums(np.asarray(dout, dtype=c.x.dtype), c.x, c.axes, c.mean)
-    dgamma = s1 * c.inv_std
+    dbeta, s1, residual = centered_sums(np.asarray(dout, dtype=c.x.dtype), c.x, c.axes, c.mean)
+    dgamma = batch_dgamma(s1, residual, dbeta, m, c.inv_std) if c.batch_stats else s1 * c.inv_std
     dx_hat = dout * gamma
     if not c.batch_stats:                                        # mu, inv are constants in test mode
         return _finish(dx_hat * inv, dgamma, dbeta, c)

@@ -50,15 +50,18 @@ never the kernels' layout. tests/nn/norm/test_core.py checks both paths agree.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 
-from . import _kernels
+from . import _jit, _jit_layer, _kernels
+from .. import backend
 from .._checks import require_finite_stats
 
 __all__ = ["NormCache", "reduced_size", "fast_layout", "moments", "normalize", "normalize_backward",
-           "project_out", "centered_sums", "affine_normalize", "affine_normalize_backward"]
+           "project_out", "centered_sums", "affine_normalize", "affine_normalize_backward", "train_normalize",
+           "batch_dgamma"]
 
 
 class NormCache(NamedTuple):
@@ -70,7 +73,7 @@ class NormCache(NamedTuple):
 
 def reduced_size(shape: tuple[int, ...], axes: tuple[int, ...]) -> int:
     """m: how many entries each statistic averages over."""
-    return int(np.prod([shape[a] for a in axes], dtype=np.int64))
+    return math.prod(shape[a] for a in axes)
 
 
 def fast_layout(shape: tuple[int, ...], axes: tuple[int, ...]) -> bool:
@@ -85,6 +88,23 @@ def _use_kernels(x: np.ndarray, axes, fast: bool | None) -> bool:
         raise ValueError(f"the blocked kernels reduce every axis but 1 of x (N, C, ...); got axes {axes} "
                          f"for shape {x.shape}; use fast=None or False")
     return bool(fast)
+
+
+def _engine(*arrays):
+    """The kernels of the blocked layout: Numba's when that backend is on and takes the dtype, else NumPy's."""
+    return _jit if backend.fast() and _jit.supports(*arrays) else _kernels
+
+
+def _run(name: str, *args):
+    """``engine.name(*args)``; a kernel that fails to compile turns the backend off and NumPy's run instead."""
+    engine = _engine(*(a for a in args if isinstance(a, np.ndarray) and a.ndim >= 2))
+    try:
+        return getattr(engine, name)(*args)
+    except backend.CompileErrors as exc:
+        if engine is _kernels:
+            raise
+        backend.disable(exc)
+        return getattr(_kernels, name)(*args)
 
 
 def _channels(a: np.ndarray) -> np.ndarray:
@@ -128,7 +148,7 @@ def moments(x: np.ndarray, axes: tuple[int, ...], where: str = "normalize", *, f
     running statistics.
     """
     if _use_kernels(x, axes, fast):
-        mean, var = (_per_channel(v, x.ndim) for v in _kernels.moments(_channels(x)))
+        mean, var = (_per_channel(v, x.ndim) for v in _run("moments", _channels(x)))
     else:
         mean, _, var = _two_pass(x, axes)
     require_finite_stats(mean, var, where=where)
@@ -183,11 +203,36 @@ def affine_normalize(x: np.ndarray, axes: tuple[int, ...], mean, inv_std, gamma,
     """
     scale = inv_std * gamma
     if _use_kernels(x, axes, fast):
-        return _kernels.affine_pass(_channels(x), *_vectors(mean, scale, beta)).reshape(x.shape)
+        return _run("affine_pass", _channels(x), *_vectors(mean, scale, beta)).reshape(x.shape)
     out = np.subtract(x, _like(mean, x))
     out *= _like(scale, x)
     out += _like(beta, x)
     return out
+
+
+def train_normalize(x: np.ndarray, axes: tuple[int, ...], gamma, beta, eps: float, ddof: int = 0,
+                    where: str = "normalize"):
+    """Batch statistics and ``affine_normalize`` with them: the folded form's forward in train mode.
+
+    Returns ``(out, mean, var, norm_var, inv_std)``, statistics in keepdims
+    shape and x's dtype: var is biased; x is normalized with ``norm_var = var *
+    m / (m - ddof)``. gamma, beta: keepdims shape. Raises NonFiniteError on NaN/inf.
+    """
+    if _use_kernels(x, axes, None) and backend.fast() and _jit.supports(x, gamma, beta):
+        try:
+            out, st = _jit_layer.train_forward(_channels(x), *(np.ascontiguousarray(v).reshape(-1) for v in (gamma, beta)),
+                                         eps, ddof)
+        except backend.CompileErrors as exc:
+            backend.disable(exc)
+        else:
+            mean, var, norm_var, inv_std = (_per_channel(v, x.ndim) for v in st[:4])
+            require_finite_stats(mean, var, where=where)
+            return out.reshape(x.shape), mean, var, norm_var, inv_std
+    mean, var = moments(x, axes, where=where)
+    m = reduced_size(x.shape, axes)
+    norm_var = var * (m / (m - ddof)) if ddof else var
+    inv_std = 1.0 / np.sqrt(norm_var + np.asarray(eps, dtype=x.dtype))
+    return affine_normalize(x, axes, mean, inv_std, gamma, beta), mean, var, norm_var, inv_std
 
 
 def centered_sums(g: np.ndarray, x: np.ndarray, axes: tuple[int, ...], mean, *, fast: bool | None = None):
@@ -197,10 +242,21 @@ def centered_sums(g: np.ndarray, x: np.ndarray, axes: tuple[int, ...], mean, *, 
     backward make dx sum to 0 as exactly as it can be evaluated.
     """
     if _use_kernels(x, axes, fast):
-        sums = _kernels.grad_sums(_channels(g), _channels(x), *_vectors(mean))
+        sums = _run("grad_sums", _channels(g), _channels(x), *_vectors(mean))
         return tuple(_per_channel(s, x.ndim) for s in sums)
     t = x - mean
     return g.sum(axis=axes, keepdims=True), np.sum(g * t, axis=axes, keepdims=True), t.sum(axis=axes, keepdims=True)
+
+
+def batch_dgamma(s1, residual, dbeta, m: int, inv_std):
+    """dgamma = sum(dout x_hat) from ``centered_sums``, about the exact batch mean.
+
+    s1 = sum(dout (x - mean)) with ``mean`` rounded to x's dtype, which lies off
+    the batch mean by residual / m (residual = sum(x - mean)); uncorrected, s1
+    would carry that offset times sum(dout) = dbeta. In float32 at x ~ 1e4 +
+    N(0, 1) that is 5e-4 of dgamma; corrected, 1e-6.
+    """
+    return (s1 - residual / m * dbeta) * inv_std
 
 
 def _backward_pass(dout, x, mean, k, a, c) -> np.ndarray:
@@ -230,16 +286,23 @@ def affine_normalize_backward(dout: np.ndarray, x: np.ndarray, axes: tuple[int, 
     """
     shape, m = x.shape, reduced_size(x.shape, axes)
     kernels = _use_kernels(x, axes, fast)
+    if kernels and backend.fast() and _jit.supports(x, dout, gamma):
+        try:
+            dx, dgamma, dbeta = _jit_layer.folded_backward(_channels(dout), _channels(x), *_vectors(mean, inv_std, gamma),
+                                                     bool(batch_stats), ddof)
+        except backend.CompileErrors as exc:
+            backend.disable(exc)
+        else:
+            return dx.reshape(shape), _per_channel(dgamma, len(shape)), _per_channel(dbeta, len(shape))
     if kernels:   # the kernels' (N, C, rest) views and (C,) vectors, formed once for both passes
         x, dout = _channels(x), _channels(dout)
         mean, inv_std, gamma = _vectors(mean, inv_std, gamma)
-        dbeta, s1, residual = _kernels.grad_sums(dout, x, mean)
-        backward_pass = _kernels.backward_pass
+        dbeta, s1, residual = _run("grad_sums", dout, x, mean)
+        backward_pass = lambda *args: _run("backward_pass", *args)  # noqa: E731
     else:
         dbeta, s1, residual = centered_sums(dout, x, axes, mean, fast=False)
         backward_pass = _backward_pass
-    # s1 = sum(dout * (x - mean))
-    dgamma = s1 * inv_std
+    dgamma = batch_dgamma(s1, residual, dbeta, m, inv_std) if batch_stats else s1 * inv_std
     k = gamma * inv_std
     if not batch_stats:
         dx = backward_pass(dout, x, mean, k, np.zeros_like(k), np.zeros_like(k))

@@ -223,9 +223,12 @@ def test_fast_sums_and_backward_equal_reference(rng, shape, axes, dtype, layout)
     fast = affine_normalize_backward(dout, x, axes, mean, inv_std, gamma, fast=True)
     ref = affine_normalize_backward(dout, x, axes, mean, inv_std, gamma, fast=False)
     tol = 1e-12 if dtype == np.float64 else t
-    for a, b in zip(fast, ref):
+    # dx cancels to ~0 in places (all of it at N = 2): its error is measured against the
+    # size of the terms that cancel, |gamma inv_std dout| per channel, as well as the result's.
+    terms = np.max(np.abs(dout * (gamma * inv_std)).astype(np.float64), axis=axes, keepdims=True)
+    for a, b, scale in zip(fast, ref, (np.maximum(terms, np.max(np.abs(b))) for b in ref)):
         assert a.shape == b.shape and a.dtype == b.dtype == dtype
-        assert np.max(np.abs(a - b)) <= tol * np.max(np.abs(b))   # normwise: dx cancels to ~0 in places
+        assert np.all(np.abs(a - b) <= tol * scale)
 
 
 @pytest.mark.parametrize("shape, axes, fast", [
