@@ -26,15 +26,19 @@ def _finish_forward(mom, gamma, consts, stats):
 
     consts = (m, eps, ratio, one) in x's dtype; ratio = m / (m - ddof), 1 for the biased variance.
     stats rows: mean, var (biased), the variance normalized with, inv_std, scale = inv_std * gamma.
+    Returns False when a mean or variance is NaN/inf (the input held one).
     """
     m = np.float64(consts[0])
     eps, ratio, one = consts[1], consts[2], consts[3]
+    finite = True
     for c in range(stats.shape[1]):
         stats[0, c] = mom[0, c]
         stats[1, c] = mom[1, c] / m
         stats[2, c] = stats[1, c] * ratio        # exact when ratio is 1
         stats[3, c] = one / np.sqrt(stats[2, c] + eps)
         stats[4, c] = stats[3, c] * gamma[c]
+        finite = finite and np.isfinite(stats[0, c]) and np.isfinite(stats[1, c])
+    return finite
 
 
 @jit()
@@ -42,16 +46,18 @@ def _forward_serial2(x, gamma, beta, consts, starts, parts, mom, stats, out):
     """The whole forward of x (A, C) in one call: block moments, merge, statistics, output."""
     _stats2(x, starts, 0, len(starts) - 1, parts[0], parts[1])
     _merge_moments(parts[0], parts[1], starts, 1, mom)
-    _finish_forward(mom, gamma, consts, stats)
+    finite = _finish_forward(mom, gamma, consts, stats)
     _affine2(x, stats[0], stats[4], beta, out, 0, x.shape[0])
+    return finite
 
 
 @jit()
 def _forward_serial3(x, gamma, beta, consts, starts, parts, mom, stats, out):
     _stats3(x, starts, 0, len(starts) - 1, parts[0], parts[1])
     _merge_moments(parts[0], parts[1], starts, x.shape[2], mom)
-    _finish_forward(mom, gamma, consts, stats)
+    finite = _finish_forward(mom, gamma, consts, stats)
     _affine3(x, stats[0], stats[4], beta, out, 0, x.shape[0])
+    return finite
 
 
 @jit()
@@ -123,9 +129,10 @@ def _empty_like(x: np.ndarray) -> np.ndarray:
 def train_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float, ddof: int):
     """Batch norm's train forward of x (A, C) or (A, C, B), gamma and beta (C,) in x's dtype.
 
-    Returns ``(out, stats)``, stats (5, C) in x's dtype with rows mean, biased
-    variance, the variance normalized with (``var m / (m - ddof)``), inv_std,
-    inv_std * gamma: ``core.moments`` then ``core.affine_normalize``, fused.
+    Returns ``(out, stats, finite)``, stats (5, C) in x's dtype with rows mean,
+    biased variance, the variance normalized with (``var m / (m - ddof)``),
+    inv_std, inv_std * gamma: ``core.moments`` then ``core.affine_normalize``,
+    fused; finite is False when x held NaN/inf.
     """
     C = x.shape[1]
     m = x.shape[0] * (x.shape[2] if x.ndim == 3 else 1)
@@ -135,20 +142,17 @@ def train_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float
     stats = np.empty((5, C), dtype=x.dtype)
     out = _empty_like(x)
     n = _threads_for(x, nb)
-    with np.errstate(over="ignore", invalid="ignore"):   # NaN/inf input: the caller checks the statistics
-        if nb == 1:   # one compiled call; several blocks always run the separate kernels, whatever n
-            parts = np.empty((2, nb, C))
-            mom = np.empty((2, C))
-            (_forward_serial2 if x.ndim == 2 else _forward_serial3)(x, gamma, beta, consts, starts, parts, mom,
-                                                                    stats, out)
-            return out, stats
-        _finish_forward(_block_moments(x), gamma, consts, stats)
+    if nb == 1:   # one compiled call; several blocks always run the separate kernels, whatever n
+        serial = _forward_serial2 if x.ndim == 2 else _forward_serial3
+        finite = serial(x, gamma, beta, consts, starts, np.empty((2, nb, C)), np.empty((2, C)), stats, out)
+        return out, stats, finite
+    finite = _finish_forward(_block_moments(x), gamma, consts, stats)
     affine = _affine2 if x.ndim == 2 else _affine3
     if n == 1:
         affine(x, stats[0], stats[4], beta, out, 0, len(x))
     else:
         _map_runs(lambda b0, b1: affine(x, stats[0], stats[4], beta, out, starts[b0], starts[b1]), nb, n)
-    return out, stats
+    return out, stats, finite
 
 
 def folded_backward(dout: np.ndarray, x: np.ndarray, mean, inv_std, gamma, batch_stats: bool, ddof: int):

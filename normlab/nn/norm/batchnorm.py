@@ -252,16 +252,35 @@ def _config(bn_param: dict) -> BatchNormConfig:
     if "mode" not in bn_param:
         raise ValueError("bn_param needs a 'mode' key: 'train' or 'test'")
     require_mode(bn_param["mode"])
-    return BatchNormConfig(eps=bn_param.get("eps", 1e-5), momentum=bn_param.get("momentum"),
-                           convention=bn_param.get("convention", "course"),
-                           batch_variance=bn_param.get("batch_variance", "biased"))
+    key = (bn_param.get("eps", 1e-5), bn_param.get("momentum"), bn_param.get("convention", "course"),
+           bn_param.get("batch_variance", "biased"))
+    try:
+        config = _configs.get(key)
+    except TypeError:   # an unhashable value: validated (and refused) below
+        config = key = None
+    if config is None:
+        config = BatchNormConfig(eps=key[0] if key else bn_param.get("eps", 1e-5),
+                                 momentum=bn_param.get("momentum"),
+                                 convention=bn_param.get("convention", "course"),
+                                 batch_variance=bn_param.get("batch_variance", "biased"))
+        if key is not None and len(_configs) < 64:
+            _configs[key] = config
+    return config
+
+
+# Validated configurations by their bn_param values: a layer is called with the same
+# ones every step, and building (and checking) the frozen dataclass costs more than the kernel.
+_configs: dict = {}
 
 
 def _stats(bn_param: dict, num_features: int, dtype, config) -> RunningStats:
     """The running statistics in bn_param, the convention's initial ones where absent."""
-    init = RunningStats.initial(num_features, dtype, config)
-    stats = RunningStats(np.asarray(bn_param.get("running_mean", init.mean)),
-                         np.asarray(bn_param.get("running_var", init.var)))
+    mean, var = bn_param.get("running_mean"), bn_param.get("running_var")
+    if mean is None or var is None:
+        init = RunningStats.initial(num_features, dtype, config)
+        mean = init.mean if mean is None else mean
+        var = init.var if var is None else var
+    stats = RunningStats(np.asarray(mean), np.asarray(var))
     for name, s in zip(("running_mean", "running_var"), stats):
         if s.shape != (num_features,):
             raise ValueError(f"bn_param[{name!r}] has shape {s.shape}, expected ({num_features},) "

@@ -220,13 +220,15 @@ def train_normalize(x: np.ndarray, axes: tuple[int, ...], gamma, beta, eps: floa
     """
     if _use_kernels(x, axes, None) and backend.fast() and _jit.supports(x, gamma, beta):
         try:
-            out, st = _jit_layer.train_forward(_channels(x), *(np.ascontiguousarray(v).reshape(-1) for v in (gamma, beta)),
-                                         eps, ddof)
+            out, st, finite = _jit_layer.train_forward(_channels(x), np.ascontiguousarray(gamma).reshape(-1),
+                                                       np.ascontiguousarray(beta).reshape(-1), eps, ddof)
         except backend.CompileErrors as exc:
             backend.disable(exc)
         else:
-            mean, var, norm_var, inv_std = (_per_channel(v, x.ndim) for v in st[:4])
-            require_finite_stats(mean, var, where=where)
+            keep = (4, 1, -1) + (1,) * (x.ndim - 2)
+            mean, var, norm_var, inv_std = st[:4].reshape(keep)
+            if not finite:
+                require_finite_stats(mean, var, where=where)
             return out.reshape(x.shape), mean, var, norm_var, inv_std
     mean, var = moments(x, axes, where=where)
     m = reduced_size(x.shape, axes)
