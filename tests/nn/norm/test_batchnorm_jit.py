@@ -264,3 +264,25 @@ def test_without_numba_one_notice_and_numpy_computes():
     assert r.returncode == 0, r.stderr
     active, count, message = r.stdout.strip().splitlines()
     assert active == "numpy" and count == "1" and "pip install 'normlab[fast]'" in message
+
+
+def test_one_openmp_runtime_beside_torch():
+    """No kernel uses Numba's parallel mode, so Numba loads no OpenMP/TBB pool of its own."""
+    pytest.importorskip("torch")
+    if not os.path.exists("/proc/self/maps"):
+        pytest.skip("reads the loaded libraries from /proc (Linux)")
+    code = ("import torch, numpy as np\n"
+            "from normlab.layers import batchnorm_forward, batchnorm_backward_alt\n"
+            "x = np.random.default_rng(0).standard_normal((6000, 64)).astype(np.float32)\n"
+            "out, c = batchnorm_forward(x, np.ones(64), np.zeros(64), {'mode': 'train'})\n"
+            "batchnorm_backward_alt(out, c); torch.ones(4) @ torch.ones(4)\n"
+            "from normlab.nn import backend; print(backend.active())\n"
+            "libs = {l.split()[-1].rsplit('/', 1)[-1] for l in open('/proc/self/maps')\n"
+            "        if any(k in l.lower() for k in ('omp', 'tbb'))}\n"
+            "print(sorted(libs))\n")
+    r = _python(code)
+    assert r.returncode == 0, r.stderr
+    active, libs = r.stdout.strip().splitlines()
+    assert active == (os.environ.get("NORMLAB_BACKEND") or "numba")
+    libs = eval(libs)
+    assert len([lib for lib in libs if "omp" in lib]) <= 1 and not [lib for lib in libs if "tbb" in lib], libs
