@@ -35,18 +35,22 @@ Two forms of y and its backward, by where gamma lives:
 The forms round differently (gamma * x_hat rounds twice, the folded scale
 once); each layer keeps the form its published numbers were computed with.
 
-Reference and fast path. The code below is the plain NumPy reference, valid
+Reference and fast paths. The code below is the plain NumPy reference, valid
 for any axes. The folded form's reductions and passes (``moments``,
-``centered_sums``, ``affine_normalize``, ``affine_normalize_backward``) run
-instead on the blocked, threaded kernels of ``_kernels`` when the statistics
-are per channel with the channels on axis 1 -- x (N, C, ...) reduced over
-every other axis, batch norm's layout (``fast_layout``); ``fast=False`` forces
-the reference, ``fast=True`` the kernels. The elementwise passes are the same
-operations in the same order on both paths, so they agree bitwise; the
-reductions round differently (BLAS block sums merged in float64 and one-pass
-shifted moments, against NumPy's pairwise sums and the two-pass variance).
-The x_hat form is reference only: its layers' statistics are per sample,
-never the kernels' layout. tests/nn/norm/test_core.py checks both paths agree.
+``centered_sums``, ``affine_normalize``, ``affine_normalize_backward``,
+``train_normalize``) run instead on kernels when the statistics are per
+channel with the channels on axis 1 -- x (N, C, ...) reduced over every
+other axis, batch norm's layout (``fast_layout``): the compiled Numba kernels
+of ``_jit`` and ``_jit_layer`` when that backend is on (``normlab.nn.backend``)
+and x is float32 or float64, else the cache-blocked NumPy kernels of
+``_kernels``. ``fast=False`` forces the reference, ``fast=True`` the kernels.
+The elementwise passes are the same operations in the same order on every
+path, so given the same statistics they agree bitwise; the reductions round
+differently (block sums merged in float64, against NumPy's pairwise sums).
+The x_hat form's layers (layer, group, instance norm) have statistics per
+sample, never this layout; their Numba path is ``_jit_rows``, dispatched by
+``group``. tests/nn/norm/test_core.py and test_batchnorm_jit.py check that
+the paths agree.
 """
 from __future__ import annotations
 
