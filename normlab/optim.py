@@ -17,6 +17,13 @@ Conventions for every rule:
   ``w``'s dtype (float32 in, float32 out). ``dw`` and given state arrays are
   cast to that dtype first.
 * An unknown config key raises ``ValueError`` naming it and the allowed keys.
+
+Fast path: with the Numba backend (``normlab.nn.backend``) and float32 or
+float64 weights, each step runs as one fused kernel
+(``normlab.nn._jit_ops``): the expressions below, in their order and dtype, in
+one pass instead of several with temporaries, so the results agree bit for
+bit. When a value it forms is not finite, the NumPy expressions below run
+instead, and warn or raise as ``np.errstate`` says.
 """
 from __future__ import annotations
 
@@ -26,12 +33,14 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from .nn import _jit_ops
+
 __all__ = [
     "sgd", "sgd_momentum", "sgd_nesterov_momentum", "rmsprop", "adam",
     "SGDConfig", "MomentumConfig", "RMSPropConfig", "AdamConfig",
     "MomentumState", "RMSPropState", "AdamState",
     "sgd_step", "momentum_step", "nesterov_step", "rmsprop_step", "adam_step",
-    "UPDATE_RULES", "allowed_config_keys", "check_config",
+    "UPDATE_RULES", "allowed_config_keys", "check_config", "fused_update",
 ]
 
 
@@ -143,13 +152,23 @@ def _state_array(a, w: np.ndarray, name: str) -> np.ndarray:
 
 # ---------------------------------------------------------------- core (pure)
 
-def sgd_step(w, dw, hp: SGDConfig = SGDConfig(), state=None):
-    """``next_w = w - learning_rate * dw``. Stateless; returns ``(next_w, None)``."""
+def sgd_step(w, dw, hp: SGDConfig = SGDConfig(), state=None, *, reference=True):
+    """``next_w = w - learning_rate * dw``. Stateless; returns ``(next_w, None)``.
+
+    ``reference=False`` (every rule takes it): None instead of the NumPy
+    evaluation when the fused kernel did not run or met a non-finite value.
+    """
     w, dw = _prepare(w, dw)
+    fast = _jit_ops.sgd(w, dw, hp.learning_rate)
+    if fast is not None:
+        return fast, None
+    if not reference:
+        return None
     return w - hp.learning_rate * dw, None
 
 
-def momentum_step(w, dw, hp: MomentumConfig = MomentumConfig(), state: MomentumState | None = None):
+def momentum_step(w, dw, hp: MomentumConfig = MomentumConfig(), state: MomentumState | None = None, *,
+                  reference=True):
     """SGD with momentum, course form::
 
         v      = momentum * v - learning_rate * dw
@@ -158,12 +177,20 @@ def momentum_step(w, dw, hp: MomentumConfig = MomentumConfig(), state: MomentumS
     ``state=None`` starts from ``v = 0``. Returns ``(next_w, MomentumState)``.
     """
     w, dw = _prepare(w, dw)
-    v = np.zeros_like(w) if state is None else _state_array(state.velocity, w, "velocity")
+    v = None if state is None else _state_array(state.velocity, w, "velocity")
+    fast = _jit_ops.momentum(w, dw, v, hp.momentum, hp.learning_rate)
+    if fast is not None:
+        return fast[0], MomentumState(fast[1])
+    if not reference:
+        return None
+    if v is None:
+        v = np.zeros_like(w)
     v = hp.momentum * v - hp.learning_rate * dw
     return w + v, MomentumState(v)
 
 
-def nesterov_step(w, dw, hp: MomentumConfig = MomentumConfig(), state: MomentumState | None = None):
+def nesterov_step(w, dw, hp: MomentumConfig = MomentumConfig(), state: MomentumState | None = None, *,
+                  reference=True):
     """SGD with Nesterov momentum, in the look-ahead-free form (UCLA nndl's)::
 
         v_new  = momentum * v - learning_rate * dw
@@ -175,12 +202,20 @@ def nesterov_step(w, dw, hp: MomentumConfig = MomentumConfig(), state: MomentumS
     ``state=None`` starts from ``v = 0``. Returns ``(next_w, MomentumState)``.
     """
     w, dw = _prepare(w, dw)
-    v = np.zeros_like(w) if state is None else _state_array(state.velocity, w, "velocity")
+    v = None if state is None else _state_array(state.velocity, w, "velocity")
+    fast = _jit_ops.nesterov(w, dw, v, hp.momentum, hp.learning_rate)
+    if fast is not None:
+        return fast[0], MomentumState(fast[1])
+    if not reference:
+        return None
+    if v is None:
+        v = np.zeros_like(w)
     v_new = hp.momentum * v - hp.learning_rate * dw
     return w + v_new + hp.momentum * (v_new - v), MomentumState(v_new)
 
 
-def rmsprop_step(w, dw, hp: RMSPropConfig = RMSPropConfig(), state: RMSPropState | None = None):
+def rmsprop_step(w, dw, hp: RMSPropConfig = RMSPropConfig(), state: RMSPropState | None = None, *,
+                 reference=True):
     """RMSProp::
 
         cache  = decay_rate * cache + (1 - decay_rate) * dw**2
@@ -189,12 +224,19 @@ def rmsprop_step(w, dw, hp: RMSPropConfig = RMSPropConfig(), state: RMSPropState
     ``state=None`` starts from ``cache = 0``. Returns ``(next_w, RMSPropState)``.
     """
     w, dw = _prepare(w, dw)
-    cache = np.zeros_like(w) if state is None else _state_array(state.cache, w, "cache")
+    cache = None if state is None else _state_array(state.cache, w, "cache")
+    fast = _jit_ops.rmsprop(w, dw, cache, hp.decay_rate, hp.learning_rate, hp.epsilon)
+    if fast is not None:
+        return fast[0], RMSPropState(fast[1])
+    if not reference:
+        return None
+    if cache is None:
+        cache = np.zeros_like(w)
     cache = hp.decay_rate * cache + (1 - hp.decay_rate) * (dw * dw)
     return w - hp.learning_rate * dw / (np.sqrt(cache) + hp.epsilon), RMSPropState(cache)
 
 
-def adam_step(w, dw, hp: AdamConfig = AdamConfig(), state: AdamState | None = None):
+def adam_step(w, dw, hp: AdamConfig = AdamConfig(), state: AdamState | None = None, *, reference=True):
     """Adam; ``t`` is incremented *before* the bias correction (first step t=1)::
 
         t      = t + 1
@@ -208,7 +250,7 @@ def adam_step(w, dw, hp: AdamConfig = AdamConfig(), state: AdamState | None = No
     """
     w, dw = _prepare(w, dw)
     if state is None:
-        m, v, t = np.zeros_like(w), np.zeros_like(w), 0
+        m, v, t = None, None, 0
     else:
         m, v = _state_array(state.m, w, "m"), _state_array(state.v, w, "v")
         t = state.t
@@ -216,6 +258,13 @@ def adam_step(w, dw, hp: AdamConfig = AdamConfig(), state: AdamState | None = No
                  "t", t, "an integer >= 0")
         t = int(t)
     t += 1
+    fast = _jit_ops.adam(w, dw, m, v, t, hp.beta1, hp.beta2, hp.learning_rate, hp.epsilon)
+    if fast is not None:
+        return fast[0], AdamState(fast[1], fast[2], t)
+    if not reference:
+        return None
+    if m is None:
+        m, v = np.zeros_like(w), np.zeros_like(w)
     # The course's expressions, evaluated in the same order (so bit-identical)
     # but in place on fresh temporaries: half the allocations.
     m = hp.beta1 * m
@@ -252,12 +301,15 @@ class UpdateRule:
         object.__setattr__(self, "hyper_keys", hyper_keys)
         object.__setattr__(self, "state_keys", state_keys)
         object.__setattr__(self, "allowed_keys", hyper_keys + state_keys)
+        object.__setattr__(self, "_allowed_set", frozenset(hyper_keys + state_keys))
+        object.__setattr__(self, "_hyper_set", frozenset(hyper_keys))
+        object.__setattr__(self, "_state_set", frozenset(state_keys))
         object.__setattr__(self, "_hyper_memo", {})
 
     def hyperparameters(self, config: dict):
         """The validated hyperparameter record for a config dict (memoised by value)."""
         # The type is part of the key: True == 1 must not reuse the record of 1.
-        given = tuple((k, type(config[k]), config[k]) for k in self.hyper_keys if k in config)
+        given = tuple([(k, type(config[k]), config[k]) for k in self.hyper_keys if k in config])
         try:
             return self._hyper_memo[given]
         except KeyError:
@@ -270,13 +322,16 @@ class UpdateRule:
 
 
 def _check_keys(rule: UpdateRule, config: dict) -> None:
+    if config.keys() <= rule._allowed_set:   # the common case, without building sets
+        return
     unknown = sorted(set(config) - set(rule.allowed_keys), key=str)
     if unknown:
         raise ValueError(f"unknown {rule.name} option(s) {', '.join(map(repr, unknown))}; "
                          f"allowed: {', '.join(rule.allowed_keys)}")
 
 
-def _apply(rule: UpdateRule, w, dw, config: dict | None):
+def _parse(rule: UpdateRule, config: dict | None):
+    """``(config, hyperparameters, state record or None)`` of a config dict, checked."""
     if config is None:
         config = {}
     elif not isinstance(config, dict):
@@ -284,18 +339,29 @@ def _apply(rule: UpdateRule, w, dw, config: dict | None):
     _check_keys(rule, config)
     hp = rule.hyperparameters(config)
     state = None
-    if rule.state is not None and any(k in config for k in rule.state_keys):
-        missing = [k for k in rule.state_keys if k not in config]
-        if missing and not (rule.state is AdamState and missing == ["t"]):
-            raise ValueError(f"{rule.name} state is incomplete: missing {', '.join(missing)} "
-                             f"(give all of {', '.join(rule.state_keys)} or none)")
-        state = rule.state(**{k: config.get(k, 0) for k in rule.state_keys})
-    next_w, new_state = rule.step(w, dw, hp, state)
-    for k in rule.hyper_keys:          # fill in defaults, as the course's setdefault
-        config.setdefault(k, getattr(hp, k))
+    if rule.state is not None and not config.keys().isdisjoint(rule._state_set):
+        if not config.keys() >= rule._state_set:
+            missing = [k for k in rule.state_keys if k not in config]
+            if not (rule.state is AdamState and missing == ["t"]):
+                raise ValueError(f"{rule.name} state is incomplete: missing {', '.join(missing)} "
+                                 f"(give all of {', '.join(rule.state_keys)} or none)")
+        state = rule.state._make([config.get(k, 0) for k in rule.state_keys])
+    return config, hp, state
+
+
+def _store(rule: UpdateRule, config: dict, hp, next_w, new_state):
+    """``(next_w, config)`` with config's defaults filled in and the new state stored."""
+    if not config.keys() >= rule._hyper_set:
+        for k in rule.hyper_keys:      # fill in defaults, as the course's setdefault
+            config.setdefault(k, getattr(hp, k))
     if new_state is not None:
-        config.update(new_state._asdict())
+        config.update(zip(rule.state_keys, new_state))
     return next_w, config
+
+
+def _apply(rule: UpdateRule, w, dw, config: dict | None):
+    config, hp, state = _parse(rule, config)
+    return _store(rule, config, hp, *rule.step(w, dw, hp, state))
 
 
 _SGD = UpdateRule("sgd", SGDConfig, None, sgd_step)
@@ -378,6 +444,20 @@ def _rule(name: str) -> UpdateRule:
     except (KeyError, TypeError):
         raise ValueError(f"unknown update rule {name!r}; expected one of "
                          f"{', '.join(map(repr, UPDATE_RULES))}") from None
+
+
+def fused_update(name: str, w, dw, config: dict):
+    """Rule ``name``'s update on its fused kernel alone: ``(next_w, config)``, what
+    ``UPDATE_RULES[name][0](w, dw, config)`` returns, or None when the kernel did not
+    run (NumPy backend, another dtype or layout) or met a NaN or inf; ``config`` is then
+    untouched. The Solver's fast path: a clean run proves ``dw`` finite (a NaN or inf in
+    dw reaches a value the kernel checks), so the gradient needs no pass of its own.
+    Bad options and state raise as the rule does.
+    """
+    rule = _rule(name)
+    config, hp, state = _parse(rule, config)
+    result = rule.step(w, dw, hp, state, reference=False)
+    return None if result is None else _store(rule, config, hp, *result)
 
 
 def allowed_config_keys(name: str) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from ..nn.conv import conv_backward_fast, conv_forward_fast
 from ..nn.losses import softmax_loss
 from ..nn.pool import max_pool_backward_fast, max_pool_forward_fast
 from .architecture import Architecture, Conv
-from .common import check_dtype, check_reg, check_sizes, check_weight_scale, gaussian, init_rng
+from .common import add_l2, check_dtype, check_reg, check_sizes, check_weight_scale, gaussian, init_rng
 from .norms import RunningStatsState, lookup
 
 __all__ = ["ThreeLayerConvNet"]
@@ -175,7 +175,4 @@ class ThreeLayerConvNet(RunningStatsState):
         if norm:
             d, grads["gamma1"], grads["beta1"] = norm.spatial.backward(d, n1)
         _, grads["W1"], grads["b1"] = conv_backward_fast(d, conv_c)
-        for k in ("W1", "W2", "W3"):
-            loss += 0.5 * self.reg * float(np.sum(P[k].astype(np.float64) ** 2))
-            grads[k] += self.reg * P[k]
-        return loss, grads
+        return add_l2(loss, grads, P, ("W1", "W2", "W3"), self.reg), grads

@@ -20,11 +20,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..nn._checks import as_float_array
-from ..nn.basic import (affine_backward, affine_forward, dropout_backward, dropout_forward, relu_backward, relu_forward,
-                        sigmoid_backward, sigmoid_forward)
+from ..nn.basic import (affine_backward, affine_forward, affine_param_backward, dropout_backward, dropout_forward,
+                        relu_backward, relu_forward, sigmoid_backward, sigmoid_forward)
 from ..nn.losses import softmax_loss
 from .architecture import ACTIVATIONS, Architecture, Dropout, check_positions
-from .common import check_dtype, check_reg, check_sizes, check_weight_scale, gaussian, init_rng
+from .common import add_l2, check_dtype, check_reg, check_sizes, check_weight_scale, gaussian, init_rng
 from .norms import RunningStatsState, lookup
 
 __all__ = ["FullyConnectedNet"]
@@ -272,11 +272,11 @@ class FullyConnectedNet(RunningStatsState):
                     dh = (relu_backward if self.activation == "relu" else sigmoid_backward)(dh, rc)
                 else:
                     dh, grads[f"gamma{i}"], grads[f"beta{i}"] = self._norm.flat.backward(dh, nc)
-            dh, grads[f"W{i}"], db = affine_backward(dh, fc)
+            if i > 1:
+                dh, grads[f"W{i}"], db = affine_backward(dh, fc)
+            else:   # the input X needs no gradient: skip its dx, the largest product of the backward
+                grads["W1"], db = affine_param_backward(dh, fc)
             if f"b{i}" in self.params:
                 grads[f"b{i}"] = db
-        for i in range(1, L + 1):
-            W = self.params[f"W{i}"]
-            loss += 0.5 * self.reg * float(np.sum(W.astype(np.float64) ** 2))
-            grads[f"W{i}"] += self.reg * W
+        loss = add_l2(loss, grads, self.params, [f"W{i}" for i in range(1, L + 1)], self.reg)
         return loss, grads

@@ -47,10 +47,10 @@ from typing import NamedTuple
 import numpy as np
 
 from ..nn._checks import as_float_array
-from ..nn.basic import affine_backward, affine_forward, relu_backward, relu_forward
+from ..nn.basic import affine_backward, affine_forward, affine_param_backward, relu_backward, relu_forward
 from ..nn.losses import softmax_loss
 from ..nn.norm.core import normalize, normalize_backward
-from .common import check_dtype, check_reg, check_sizes, check_weight_scale, init_rng
+from .common import add_l2, check_dtype, check_reg, check_sizes, check_weight_scale, init_rng
 from .norms import RunningStatsState
 
 __all__ = ["ResidualMLP", "VARIANTS"]
@@ -248,10 +248,5 @@ class ResidualMLP(RunningStatsState):
             dx = dx + dxb
         stem_fc, stem_relu = caches[0]
         dh = relu_backward(dx, stem_relu)
-        _, g["W0"], g["b0"] = affine_backward(dh, stem_fc)
-        if self.reg:
-            for k, w in p.items():
-                if k.startswith("W"):
-                    loss += 0.5 * self.reg * float(np.sum(w.astype(np.float64) ** 2))
-                    g[k] = g[k] + self.reg * w
-        return loss, g
+        g["W0"], g["b0"] = affine_param_backward(dh, stem_fc)   # X needs no gradient
+        return add_l2(loss, g, p, [k for k in p if k.startswith("W")], self.reg), g

@@ -1,14 +1,21 @@
-"""Affine, ReLU, sigmoid and inverted dropout layers."""
+"""Affine, ReLU, sigmoid and inverted dropout layers.
+
+ReLU forward and backward have a fast path on the Numba backend (``normlab.nn._jit_ops``):
+one pass, no mask array, the same values and dtype to the last bit.
+"""
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 
+from . import _jit_ops
 from ._checks import as_float_array, require_min_ndim, require_mode
 
 __all__ = ["AffineCache", "ReluCache", "SigmoidCache", "DropoutCache",
-           "affine_forward", "affine_backward", "relu_forward", "relu_backward", "sigmoid_forward", "sigmoid_backward",
+           "affine_forward", "affine_backward", "affine_param_backward", "relu_forward", "relu_backward",
+           "sigmoid_forward", "sigmoid_backward",
            "dropout_forward", "dropout_backward", "dropout_uniforms", "inverted_dropout", "dropout_args"]
 
 
@@ -49,7 +56,7 @@ def affine_forward(x, w, b):
     if w.ndim != 2:
         raise ValueError(f"expected 2-D weights w (D, M), got shape {w.shape}")
     n = x.shape[0]
-    d = int(np.prod(x.shape[1:], dtype=np.int64))
+    d = math.prod(x.shape[1:])
     if d != w.shape[0]:
         raise ValueError(f"x of shape {x.shape} flattens to D={d} features but w has shape {w.shape}; "
                          f"w must be (D, M) = ({d}, M)")
@@ -67,21 +74,31 @@ def affine_backward(dout, cache):
     Returns (dx, dw, db) of shapes (N, d_1, ..., d_k), (D, M), (M,).
     """
     x, w = cache
-    x2 = x.reshape(x.shape[0], -1)
     dx = (dout @ w.T).reshape(x.shape)
-    dw = x2.T @ dout
+    return (dx, *affine_param_backward(dout, cache))
+
+
+def affine_param_backward(dout, cache):
+    """``affine_backward`` without dx: ``(dw, db)``, for a layer whose input needs no gradient
+    (a net's first layer: its dx, the largest matrix product of the backward, is never used)."""
+    x, w = cache
+    dw = x.reshape(x.shape[0], -1).T @ dout
     db = dout.sum(axis=0)
-    return dx, dw, db
+    return dw, db
 
 
 def relu_forward(x):
     """ReLU: ``out = max(0, x)``; returns (out, ReluCache(x)), out of x's shape."""
     x = as_float_array(x, "x")
-    return np.maximum(x, 0), ReluCache(x)
+    fast = _jit_ops.relu_forward(x)
+    return np.maximum(x, 0) if fast is None else fast, ReluCache(x)
 
 
 def relu_backward(dout, cache):
     """dx = dout where x > 0, else 0 (the subgradient at 0 is taken as 0)."""
+    fast = _jit_ops.relu_backward(dout, cache.x)
+    if fast is not None:
+        return fast
     return np.where(cache.x > 0, dout, np.zeros((), dtype=dout.dtype))
 
 

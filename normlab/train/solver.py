@@ -45,11 +45,38 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import solver_state
+from .. import optim
 from ._validate import (accuracy_labels, checked_data, flag, int_option, known_options, lr_decay,
                         require_predictable, update_rule)
+from ..nn import _jit_ops, backend
 from ..nn._checks import NonFiniteError
 
 __all__ = ["Solver"]
+
+
+def _all_finite(a) -> bool:
+    """Every entry of the gradient ``a`` finite (one pass on the Numba backend, no mask array)."""
+    fast = _jit_ops.all_finite(a)
+    return bool(np.all(np.isfinite(a))) if fast is None else fast
+
+
+def _fused_name(name: str, rule) -> str | None:
+    """``name`` when ``rule`` is optim's own rule of that name and the Numba backend is on, else None."""
+    return name if backend.fast() and optim.UPDATE_RULES.get(name, (None,))[0] is rule else None
+
+
+def _apply(fused: str | None, rule, w, dw, config: dict):
+    """``(next_w, next_config)``, or None when dw is not finite.
+
+    optim's own rule on the Numba backend: its fused kernel both updates and
+    proves the gradient finite (``optim.fused_update``), so dw needs no pass of its own.
+    """
+    update = None if fused is None else optim.fused_update(fused, w, dw, config)
+    if update is None:
+        if not _all_finite(dw):
+            return None
+        update = rule(w, dw, config)
+    return update
 
 
 def _numerics():
@@ -142,6 +169,7 @@ class Solver:
         """One update of every parameter; False (and nothing updated) on divergence."""
         params = self.model.params
         updates = {}
+        fused = _fused_name(self.update_rule_name, self.update_rule)
         try:
             with _numerics():
                 loss, grads = self.model.loss(X_batch, y_batch)
@@ -151,10 +179,10 @@ class Solver:
                 for p, w in params.items():
                     if p not in grads:
                         raise ValueError(f"model.loss returned no gradient for parameter {p!r}")
-                    if not np.all(np.isfinite(grads[p])):
-                        return self._diverge(f"gradient of {p!r} is not finite", math.nan)
                     # Update copies; commit only when every parameter succeeded.
-                    updates[p] = self.update_rule(w, grads[p], dict(self.optim_configs[p]))
+                    updates[p] = _apply(fused, self.update_rule, w, grads[p], dict(self.optim_configs[p]))
+                    if updates[p] is None:
+                        return self._diverge(f"gradient of {p!r} is not finite", math.nan)
         except (FloatingPointError, NonFiniteError) as e:
             return self._diverge(f"{type(e).__name__}: {e}", math.nan)
         for p, (next_w, next_config) in updates.items():

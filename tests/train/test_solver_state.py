@@ -13,6 +13,7 @@ import pytest
 
 from normlab.cs231n.solver import Solver as CourseSolver
 from normlab.models import FullyConnectedNet
+from normlab.nn import backend
 from normlab.solver import Solver
 from normlab.train import checkpoint as ckpt
 from normlab.train import solver_state
@@ -34,6 +35,17 @@ def keep_global_rng():
     state = np.random.get_state()
     yield
     np.random.set_state(state)
+
+
+@pytest.fixture(autouse=True)
+def reference_numerics():
+    """The files in data/ were trained on the NumPy reference, and are compared bit for bit.
+
+    The Numba kernels agree with it to float rounding, not to the last bit, and what is
+    tested here is the format and the resume, not the kernels.
+    """
+    with backend.using("numpy"):
+        yield
 
 
 def _data():
