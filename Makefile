@@ -8,9 +8,11 @@ run: setup
 	@if [ -d runs/latest ]; then rm -rf runs/previous && mv runs/latest runs/previous; fi
 	.venv/bin/normlab reproduce --out runs/latest
 
-# The full test suite; warnings about numerics are errors.
+# The full test suite, on the Numba backend and on the NumPy reference; warnings
+# about numerics are errors.
 test: setup
 	.venv/bin/python -m pytest -n 2 -W error::RuntimeWarning
+	NORMLAB_BACKEND=numpy .venv/bin/python -m pytest -n 2 -W error::RuntimeWarning
 
 bench: setup
 	.venv/bin/python benchmarks/run.py

@@ -103,7 +103,48 @@ def _import_numba():
     return numba, None
 
 
+def _lock_cache_writes() -> bool:
+    """Make Numba's on-disk cache safe for processes compiling the same function at once.
+
+    Numba numbers a function's compiled versions in an index file that each
+    process reads, extends and rewrites; two processes compiling different
+    signatures at the same time (pytest-xdist workers, sweep workers) can
+    both take number 1, and the index then names the other's machine code
+    for a signature ("can't unbox array", or worse). Here a save holds an
+    exclusive lock on ``<index>.lock`` while it re-reads the index, writes the
+    data file and then the index, so an index never names a file that is not
+    written yet. Loads need no lock: a name, once given to a signature, keeps
+    it. Patches ``numba.core.caching.IndexDataCacheFile.save`` (POSIX only).
+    """
+    try:
+        import fcntl
+        from numba.core.caching import IndexDataCacheFile
+    except ImportError:   # pragma: no cover - Windows, or a Numba without this class
+        return False
+    if getattr(IndexDataCacheFile, "_normlab_locked", False):
+        return True
+
+    def save(self, key, data):
+        os.makedirs(self._cache_path, exist_ok=True)
+        with open(self._index_path + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            overloads = self._load_index()
+            name = overloads.get(key)
+            if name is None:
+                taken, number = set(overloads.values()), 1
+                while self._data_name(number) in taken:
+                    number += 1
+                name = overloads[key] = self._data_name(number)
+            self._save_data(name, data)
+            self._save_index(overloads)
+
+    IndexDataCacheFile.save = save
+    IndexDataCacheFile._normlab_locked = True
+    return True
+
+
 _numba, _import_error = _import_numba()
+CACHE_LOCKED = _numba is not None and _lock_cache_writes()
 _state = {"backend": _requested(), "noticed": False, "failed": None}
 
 # What a kernel raises when it cannot be compiled for the arguments it was given.

@@ -17,7 +17,7 @@ from ._jit import (_affine2, _affine3, _block_moments, _dx2, _dx3, _gsums2, _gsu
                    _stats2, _stats3, _starts, _threads_for)
 from ._kernels import _map_runs
 
-__all__ = ["train_forward", "folded_backward"]
+__all__ = ["train_forward", "folded_backward", "param_grads"]
 
 
 @jit()
@@ -194,3 +194,27 @@ def folded_backward(dout: np.ndarray, x: np.ndarray, mean, inv_std, gamma, batch
     dxk = _dx2 if x.ndim == 2 else _dx3
     _map_runs(lambda b0, b1: dxk(dout, x, mean, coef[2], coef[3], coef[4], dx, starts[b0], starts[b1]), nb, n)
     return dx, coef[1], coef[0]
+
+
+def param_grads(dout: np.ndarray, x: np.ndarray, mean, inv_std, gamma, batch_stats: bool):
+    """``(dgamma, dbeta)`` (C,) of ``folded_backward``, bit for bit, without dx.
+
+    The same sums (the (A, C) kernels round in a fixed order, inlined or not) and the same coefficients.
+    """
+    C = x.shape[1]
+    m = x.shape[0] * (x.shape[2] if x.ndim == 3 else 1)
+    consts = np.array([m, m], dtype=x.dtype)   # a uses m - ddof, unused here
+    starts = _starts(x)
+    nb = len(starts) - 1
+    parts = np.empty((3, nb, C))
+    sums = np.empty((3, C))
+    coef = np.empty((6, C), dtype=x.dtype)
+    kernel = _gsums2 if x.ndim == 2 else _gsums3
+    n = _threads_for(x, nb)
+    if n == 1:
+        kernel(dout, x, mean, starts, 0, nb, parts[0], parts[1], parts[2])
+    else:
+        _map_runs(lambda b0, b1: kernel(dout, x, mean, starts, b0, b1, parts[0], parts[1], parts[2]), nb, n)
+    _merge(parts, sums)
+    _finish_backward(sums, inv_std, gamma, consts, batch_stats, coef)
+    return coef[1], coef[0]

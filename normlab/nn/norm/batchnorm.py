@@ -39,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._checks import as_float_array, param_vector, require_mode, require_ndim
-from .core import (affine_normalize, affine_normalize_backward, batch_dgamma, centered_sums, reduced_size,
+from .core import (affine_normalize, affine_normalize_backward, batch_param_grads, reduced_size,
                    train_normalize)
 
 __all__ = [
@@ -205,8 +205,8 @@ def batchnorm_backward_staged(dout, cache: BatchNormCache):
     xc = c.x - mu
     # out = gamma * x_hat + beta: dbeta = sum(dout), dgamma = sum(dout * x_hat), summed
     # as the closed form sums them, so the two backward passes agree on them exactly
-    dbeta, s1, residual = centered_sums(np.asarray(dout, dtype=c.x.dtype), c.x, c.axes, c.mean)
-    dgamma = batch_dgamma(s1, residual, dbeta, m, c.inv_std) if c.batch_stats else s1 * c.inv_std
+    dgamma, dbeta = batch_param_grads(np.asarray(dout, dtype=c.x.dtype), c.x, c.axes, c.mean, c.inv_std, c.gamma,
+                                      c.batch_stats)
     dx_hat = dout * gamma
     if not c.batch_stats:                                        # mu, inv are constants in test mode
         return _finish(dx_hat * inv, dgamma, dbeta, c)

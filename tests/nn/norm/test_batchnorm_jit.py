@@ -220,13 +220,13 @@ def test_a_kernel_that_cannot_compile_falls_back_once(rng, monkeypatch):
     shape = (30, 4)
     x, dout = make(rng, shape, np.float64), make(rng, shape, np.float64, offset=0.0, ramp=False)
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, backend.using("numba"):
             warnings.simplefilter("always")
             got = run(shape, x, dout, np.ones(4), np.zeros(4))
             again = run(shape, x, dout, np.ones(4), np.zeros(4))
+            assert backend.active() == "numpy"
         notices = [w for w in caught if issubclass(w.category, backend.FastBackendNotice)]
         assert len(notices) == 1 and "failed to compile" in str(notices[0].message)
-        assert backend.active() == "numpy"
     finally:
         backend._state.update(state)
     with backend.using("numpy"):
@@ -260,7 +260,7 @@ def test_without_numba_one_notice_and_numpy_computes():
             "    print(backend.active())\n"
             "print(sum(issubclass(x.category, backend.FastBackendNotice) for x in w))\n"
             "print([str(x.message) for x in w][0])\n")
-    r = _python(code)
+    r = _python(code, NORMLAB_BACKEND="")   # the default: Numba when installed
     assert r.returncode == 0, r.stderr
     active, count, message = r.stdout.strip().splitlines()
     assert active == "numpy" and count == "1" and "pip install 'normlab[fast]'" in message
