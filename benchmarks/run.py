@@ -1,60 +1,81 @@
-"""normlab speed benchmarks: one command, every ratio measured in the same run.
+"""normlab speed benchmarks: one command, every ratio of issue 15's goals table measured in one run.
 
-    .venv/bin/python benchmarks/run.py [--threads N] [--rows bn,bn-alt,conv,net,engines]
-                                       [--quick] [--no-torch] [--json PATH]
+    .venv/bin/python benchmarks/run.py [--threads N] [--quick] [--no-torch] [--json PATH]
+        [--rows bn,bn-alt,conv,net,engines,norms,mlp,reproduce]   (or numbers 1-8)
 
-Rows (see README.md): 1 batch norm train forward + ``batchnorm_backward_alt``
-on (4096, 1024) and (64*28*28, 32) float32 against (a) a memory-traffic floor
-(target <= 2x) and (b) PyTorch ``F.batch_norm`` + autograd (target <= 1x);
-2 staged vs closed-form backward at (100, 500) float64 (speedup > 1); 3 fast
-conv forward + backward against the naive loops (speedup > 1) and
-``F.conv2d`` (target <= 3x); 4 one Adam training step of the six-layer
-batch-norm net, batch 50, against the same net, weights and data in PyTorch
-(target < 1x); 5 the seed's six-layer batch-norm training (bn-vs-baseline
-settings: 1000 images of 784, batch 50, Adam 1e-3; synthetic data, 2 epochs)
-by the same Solver on the NumPy engine against the torch engine
-(``normlab.engines.pytorch``: torch.nn forward and autograd backward, same
-update rule and batches), target <= 1x. Ratios are normlab / reference, except speedups
-(reference / normlab), as the target column says.
+Rows (see README.md; rows 1, 6, 7 and 8 live in goals.py):
 
-Byte model of the floor (rows 1a, 1c). Batch norm must at least stream
-5 arrays of N*D*itemsize bytes: the forward reads x and writes out, the
-backward reads dout and x (or x_hat) and writes dx. Per-feature vectors
-(gamma, beta, statistics) are O(D) and ignored. The floor time is
-5 * N * D * itemsize / B, where B is the copy bandwidth measured in the same
-run: the best of several ``np.copyto(dst, src)`` over two 128 MiB buffers
-(256 MiB in total, far beyond the caches), counting 2 * nbytes per copy (one
-read, one write). ``np.copyto`` is single-threaded, like NumPy's ufuncs and
-reductions, so the floor is a single-core floor; only BLAS calls use the
-thread pool.
+1  batch norm train forward + backward with the course API
+   (``batchnorm_forward`` + ``batchnorm_backward_alt``; 4-D:
+   ``spatial_batchnorm_forward`` + ``spatial_batchnorm_backward``) at (50, 100),
+   (4096, 1024), (50176, 32) and (64, 32, 28, 28) float32, against PyTorch's
+   native kernels (``aten::native_batch_norm`` + ``native_batch_norm_backward``,
+   target <= 1x at every shape) and, at the three large shapes, against the
+   memory floor (target <= 1x);
+2  closed-form vs staged backward at (100, 500) float64 (speedup > 1);
+3  fast conv forward + backward against the naive loops (speedup > 1) and
+   ``F.conv2d`` (target <= 3x);
+4  one Adam training step of the six-layer batch-norm net, batch 50, against
+   the same net, weights and data in PyTorch (target < 1x);
+5  the seed's six-layer batch-norm training (bn-vs-baseline settings: 1000
+   images of 784, batch 50, Adam 1e-3; synthetic data, 2 epochs) by the same
+   Solver on the NumPy engine against the torch engine
+   (``normlab.engines.pytorch``), target <= 1x;
+6  layer norm (the three 2-D shapes) and group norm ((64, 32, 28, 28), G=8)
+   forward + backward against ``aten::native_layer_norm`` /
+   ``native_group_norm`` + backward (target <= 1x);
+7  one epoch of the PyTorch notebook's MLP on Fashion-MNIST, the NumPy engine
+   against a plain PyTorch loop, one thread each (``benchmarks/mlp_epoch.py``,
+   target <= 1x);
+8  ``normlab reproduce --jobs 2`` (course suite) wall time against the issue's
+   baseline of 94 s (target <= 0.6x).
+
+Ratios are normlab / reference, except speedups (reference / normlab), as the
+target column says.
+
+Backends. Every normlab time is measured on both backends in the same run,
+interleaved with the reference: ``numba`` (the fused kernels) and ``numpy``
+(the reference code), switched by ``normlab.nn.backend``. Targets are judged on
+the Numba backend; when Numba is missing (or ``NORMLAB_BACKEND=numpy`` is set)
+only the NumPy backend is measured and judged, and the header says so. Row 8
+runs on the process default only (a second reproduce run would double the
+bench's time).
+
+Byte model of the floor (row 1). Batch norm must at least stream 5 arrays of
+N*D*itemsize bytes: the forward reads x and writes out, the backward reads
+dout and x (or x_hat) and writes dx. Per-feature vectors (gamma, beta,
+statistics) are O(D) and ignored. The floor time is 5 * N * D * itemsize / B,
+where B is the copy bandwidth measured in the same run: the best of several
+``np.copyto(dst, src)`` over two 128 MiB buffers (256 MiB in total, far beyond
+the caches), counting 2 * nbytes per copy (one read, one write).
+``np.copyto`` is single-threaded, so the floor is a single-core floor; the
+Numba kernels run on ``NORMLAB_NUM_THREADS`` threads.
 
 Methodology. Thread pools are pinned before NumPy (or torch) is imported:
-OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS are set to
-``--threads`` (default: the cores this process may run on) and
-``torch.set_num_threads`` gets the same number. Each comparison first warms
-every contender up, then times them *interleaved* (normlab, reference,
-normlab, ...) with ``time.perf_counter`` and reports the best (minimum) of the
-repeats: on a shared machine noise only ever adds time, so the minimum is the
-most repeatable estimate; the median is kept in the JSON. The naive
-convolution runs once (it takes seconds). Missing a target is a measurement,
-not an error: the exit status is 0 unless a row raised.
+OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS and NORMLAB_NUM_THREADS
+(normlab's kernel threads) are set to ``--threads`` (default: the cores this
+process may run on) and ``torch.set_num_threads`` gets the same number; rows 7
+and 8 run in child processes with their own policy (7: one thread each; 8:
+two worker processes of one thread). Each comparison first checks that
+normlab's results agree with the reference's (rows 1, 6), then warms every
+contender up, then times them *interleaved* (normlab-numba, normlab-numpy,
+reference, ...) with ``time.perf_counter`` and reports the best (minimum) of
+the repeats: on a shared machine noise only ever adds time, so the minimum is
+the most repeatable estimate; the median is kept in the JSON. Short calls are
+repeated within a sample (the same count for every contender) so that a
+sample lasts a few milliseconds. The naive convolution runs once (it takes
+seconds). Missing a target is a measurement, not an error: the exit status is
+0 unless a row raised (that row prints as an error, the others still run).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import statistics
 import sys
-import tempfile
-import time
-import traceback
-from dataclasses import asdict, dataclass, field
-from typing import Callable
 
-THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-ROW_GROUPS = ("bn", "bn-alt", "conv", "net", "engines")
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NORMLAB_NUM_THREADS")
+ROW_GROUPS = ("bn", "bn-alt", "conv", "net", "engines", "norms", "mlp", "reproduce")
 
 
 def available_cores() -> int:
@@ -86,10 +107,10 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="normlab vs memory floor, naive code and PyTorch, "
-                                            "measured in one run.")
+    p = argparse.ArgumentParser(description="normlab (Numba and NumPy backends) vs PyTorch, the memory floor "
+                                            "and naive code, measured in one run.")
     p.add_argument("--threads", type=_positive_int, default=available_cores(),
-                   help="BLAS/OpenMP/torch threads (default: available cores, %(default)s)")
+                   help="BLAS/OpenMP/torch/normlab kernel threads (default: available cores, %(default)s)")
     p.add_argument("--rows", type=_row_list, default=list(ROW_GROUPS),
                    help=f"comma-separated rows to run: {','.join(ROW_GROUPS)} or 1-{len(ROW_GROUPS)} (default: all)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (smoke test)")
@@ -107,113 +128,32 @@ if __name__ == "__main__":
     # BLAS and OpenMP read these once, when the library loads: pin them before the imports below.
     pin_threads(build_parser().parse_known_args()[0].threads)
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # harness, goals (also when run by runpy)
+
 import numpy as np  # noqa: E402
 
+import goals  # noqa: E402
+from harness import (BN_ARRAYS, Context, Row, Sizes, copy_bandwidth, guarded, on_backend,  # noqa: E402
+                     print_table, time_interleaved, with_reference, write_json)
+from normlab import _threads  # noqa: E402
 from normlab.layers import (batchnorm_backward, batchnorm_backward_alt, batchnorm_forward,  # noqa: E402
                             conv_backward_fast, conv_backward_naive, conv_forward_fast, conv_forward_naive)
 from normlab.models import FullyConnectedNet  # noqa: E402
-
-BN_ARRAYS = 5  # the byte model: fwd reads x, writes out; bwd reads dout, x (or x_hat), writes dx
+from normlab.nn import backend  # noqa: E402
 
 
 # --------------------------------------------------------------------------- sizes
 
-@dataclass(frozen=True)
-class Sizes:
-    bn_shapes: tuple[tuple[int, int], ...]
-    bn_alt_shape: tuple[int, int]
-    copy_mib: int                      # per buffer; two buffers
-    conv_x: tuple[int, int, int, int]  # (N, C, H, W)
-    conv_w: tuple[int, int, int, int]  # (F, C, HH, WW)
-    net_batch: int
-    warmup: int
-    repeats: dict = field(default_factory=dict)  # row group -> timed repeats
-
-
-FULL = Sizes(bn_shapes=((4096, 1024), (64 * 28 * 28, 32)), bn_alt_shape=(100, 500), copy_mib=128,
-             conv_x=(50, 3, 32, 32), conv_w=(25, 3, 3, 3), net_batch=50, warmup=3,
-             repeats={"copy": 10, "bn": 15, "bn-alt": 300, "conv": 20, "naive": 1, "net": 200, "engines": 3})
-QUICK = Sizes(bn_shapes=((256, 64), (2 * 7 * 7, 8)), bn_alt_shape=(100, 500), copy_mib=4,
-              conv_x=(2, 3, 8, 8), conv_w=(4, 3, 3, 3), net_batch=50, warmup=1,
-              repeats={"copy": 2, "bn": 2, "bn-alt": 2, "conv": 2, "naive": 1, "net": 2, "engines": 1})
-
-
-# --------------------------------------------------------------------------- timing
-
-@dataclass
-class Timing:
-    best: float    # seconds, min over repeats
-    median: float
-    n: int
-
-
-def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int) -> dict[str, Timing]:
-    """Warm every function up, then time them in turns so drift hits all alike."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - t0)
-    return {name: Timing(min(s), statistics.median(s), len(s)) for name, s in samples.items()}
-
-
-def copy_bandwidth(mib: int, repeats: int) -> float:
-    """Bytes per second of np.copyto over two `mib` MiB buffers (read + write counted)."""
-    src = np.ones(mib * 2**20 // 8, dtype=np.float64)
-    dst = np.empty_like(src)  # np.ones above and the warm-up copy fault every page in
-    t = time_interleaved({"copy": lambda: np.copyto(dst, src)}, repeats, warmup=1)["copy"]
-    return 2 * src.nbytes / t.best
-
-
-# --------------------------------------------------------------------------- results
-
-@dataclass
-class Row:
-    id: str
-    name: str
-    ref_name: str
-    target: str = ""                 # "<= 2", "< 1", "> 1"
-    inverse: bool = False            # ratio = ref / normlab (a speedup) instead of normlab / ref
-    normlab_s: float | None = None   # best of repeats
-    ref_s: float | None = None
-    normlab_median_s: float | None = None
-    ref_median_s: float | None = None
-    skipped: str = ""
-    error: str = ""
-
-    @property
-    def ratio(self) -> float | None:
-        if self.normlab_s is None or self.ref_s is None:
-            return None
-        return self.ref_s / self.normlab_s if self.inverse else self.normlab_s / self.ref_s
-
-    @property
-    def met(self) -> bool | None:
-        if self.ratio is None:
-            return None
-        op, bound = self.target.split()
-        return {"<=": self.ratio <= float(bound), "<": self.ratio < float(bound),
-                ">": self.ratio > float(bound)}[op]
-
-    def record(self, ours: Timing, ref: Timing | None) -> "Row":
-        self.normlab_s, self.normlab_median_s = ours.best, ours.median
-        if ref is not None:
-            self.ref_s, self.ref_median_s = ref.best, ref.median
-        return self
-
-    def as_dict(self) -> dict:
-        return {**asdict(self), "ratio": self.ratio, "met": self.met,
-                "ratio_definition": "reference / normlab" if self.inverse else "normlab / reference"}
-
-
-def skipped_row(row: Row, ours: Timing, reason: str) -> Row:
-    """A row whose reference could not run; normlab's own time is still shown."""
-    row.skipped = reason
-    return row.record(ours, None)
+FULL = Sizes(bn_shapes=((50, 100), (4096, 1024), (64 * 28 * 28, 32)), spatial_shape=(64, 32, 28, 28), gn_groups=8,
+             bn_alt_shape=(100, 500), copy_mib=128, conv_x=(50, 3, 32, 32), conv_w=(25, 3, 3, 3), net_batch=50,
+             warmup=3, min_sample_s=2e-3,
+             repeats={"copy": 10, "bn": 15, "norms": 15, "bn-alt": 100, "conv": 20, "naive": 1, "net": 100,
+                      "engines": 3, "mlp": 3})
+QUICK = Sizes(bn_shapes=((50, 100), (256, 64), (2 * 7 * 7, 8)), spatial_shape=(2, 16, 7, 7), gn_groups=8,
+              bn_alt_shape=(100, 500), copy_mib=4, conv_x=(2, 3, 8, 8), conv_w=(4, 3, 3, 3), net_batch=50,
+              warmup=1, min_sample_s=0.0,
+              repeats={"copy": 2, "bn": 2, "norms": 2, "bn-alt": 2, "conv": 2, "naive": 1, "net": 2,
+                       "engines": 1, "mlp": 1})
 
 
 # --------------------------------------------------------------------------- torch
@@ -230,62 +170,37 @@ def load_torch(enabled: bool, threads: int):
     return torch, None
 
 
-# --------------------------------------------------------------------------- row 1: batch norm
-
-def normlab_bn_step(x, gamma, beta, dout):
-    def step():
-        _, cache = batchnorm_forward(x, gamma, beta, {"mode": "train"})
-        return batchnorm_backward_alt(dout, cache)
-    return step
-
-
-def torch_bn_step(torch, x, gamma, beta, dout):
-    F = torch.nn.functional
-    leaves = [torch.from_numpy(a).requires_grad_() for a in (x, gamma, beta)]
-    dout_t = torch.from_numpy(dout)
-
-    def step():
-        for t in leaves:
-            t.grad = None  # fresh gradients each step, as normlab returns fresh arrays
-        F.batch_norm(leaves[0], None, None, leaves[1], leaves[2], training=True).backward(dout_t)
-    return step
+def measured_backends() -> tuple[tuple[str, ...], str]:
+    """(the backends to time, the one targets are judged on); Numba when it can compute."""
+    if os.environ.get(backend.BACKEND_VAR, "").strip().lower() == "numpy":
+        return ("numpy",), "numpy"
+    if not backend.available():
+        return ("numpy",), "numpy"
+    return ("numba", "numpy"), "numba"
 
 
-def bn_rows(sizes: Sizes, torch, torch_skip: str | None, bandwidth: float) -> list[Row]:
-    rng = np.random.default_rng(0)
-    rows = []
-    for k, shape in enumerate(sizes.bn_shapes):
-        x = rng.standard_normal(shape, dtype=np.float32)
-        dout = rng.standard_normal(shape, dtype=np.float32)
-        gamma = rng.standard_normal(shape[1], dtype=np.float32)
-        beta = rng.standard_normal(shape[1], dtype=np.float32)
-        fns = {"normlab": normlab_bn_step(x, gamma, beta, dout)}
-        if torch is not None:
-            fns["torch"] = torch_bn_step(torch, x, gamma, beta, dout)
-        t = time_interleaved(fns, sizes.repeats["bn"], sizes.warmup)
-        label = f"bn fwd+bwd ({shape[0]}, {shape[1]}) f32"
-        floor_s = BN_ARRAYS * x.nbytes / bandwidth
-        rows.append(Row(f"1{'ac'[k]}", f"{label} vs floor", "memory floor", "<= 2")
-                    .record(t["normlab"], Timing(floor_s, floor_s, 1)))
-        torch_row = Row(f"1{'bd'[k]}", f"{label} vs torch", "torch", "<= 1")
-        rows.append(torch_row.record(t["normlab"], t["torch"]) if torch is not None
-                    else skipped_row(torch_row, t["normlab"], torch_skip))
-    return rows
+def per_backend(ctx: Context, make) -> dict:
+    """{backend: make() computed on it}; ``make`` builds fresh state (a model) for each backend."""
+    return {b: on_backend(b, make()) for b in ctx.backends}
 
 
 # --------------------------------------------------------------------------- row 2: staged vs closed form
 
-def bn_alt_rows(sizes: Sizes, torch, torch_skip, bandwidth) -> list[Row]:
+def bn_alt_rows(ctx: Context) -> list[Row]:
     rng = np.random.default_rng(1)
-    x = rng.standard_normal(sizes.bn_alt_shape) * 5 + 12  # float64, as the course notebook
+    x = rng.standard_normal(ctx.sizes.bn_alt_shape) * 5 + 12  # float64, as the course notebook
     D = x.shape[1]
     dout = rng.standard_normal(x.shape)
     _, cache = batchnorm_forward(x, rng.standard_normal(D), rng.standard_normal(D), {"mode": "train"})
-    t = time_interleaved({"alt": lambda: batchnorm_backward_alt(dout, cache),
-                          "staged": lambda: batchnorm_backward(dout, cache)},
-                         sizes.repeats["bn-alt"], sizes.warmup)
-    name = f"bn backward alt vs staged ({x.shape[0]}, {D}) f64"
-    return [Row("2", name, "staged", "> 1", inverse=True).record(t["alt"], t["staged"])]
+    fns = {}
+    for b in ctx.backends:  # both backward passes run on each backend; each is compared on its own
+        fns[f"alt-{b}"] = on_backend(b, lambda: batchnorm_backward_alt(dout, cache))
+        fns[f"staged-{b}"] = on_backend(b, lambda: batchnorm_backward(dout, cache))
+    t = time_interleaved(fns, ctx.sizes.repeats["bn-alt"], ctx.sizes.warmup, ctx.sizes.min_sample_s)
+    name = f"BN backward alt vs staged ({x.shape[0]}, {D}) f64"
+    row = Row("2", name, "staged", "> 1", inverse=True, judged=ctx.judged)
+    return [row.record({b: t[f"alt-{b}"] for b in ctx.backends}, t[f"staged-{ctx.judged}"],
+                       {b: t[f"staged-{b}"] for b in ctx.backends})]
 
 
 # --------------------------------------------------------------------------- row 3: convolution
@@ -309,7 +224,8 @@ def torch_conv_step(torch, x, w, b, dout, conv_param):
     return step
 
 
-def conv_rows(sizes: Sizes, torch, torch_skip, bandwidth) -> list[Row]:
+def conv_rows(ctx: Context) -> list[Row]:
+    sizes, torch = ctx.sizes, ctx.torch
     rng = np.random.default_rng(2)
     x = rng.standard_normal(sizes.conv_x, dtype=np.float32)
     w = rng.standard_normal(sizes.conv_w, dtype=np.float32)
@@ -318,22 +234,27 @@ def conv_rows(sizes: Sizes, torch, torch_skip, bandwidth) -> list[Row]:
     N, _, H, W = x.shape
     dout = rng.standard_normal((N, w.shape[0], H, W), dtype=np.float32)  # 3x3, stride 1, pad 1 keeps H, W
     args = (x, w, b, dout, conv_param)
-    fns = {"fast": conv_step(conv_forward_fast, conv_backward_fast, *args)}
+    fns = per_backend(ctx, lambda: conv_step(conv_forward_fast, conv_backward_fast, *args))
     if torch is not None:
         fns["torch"] = torch_conv_step(torch, *args)
-    t = time_interleaved(fns, sizes.repeats["conv"], sizes.warmup)
+    t = time_interleaved(fns, sizes.repeats["conv"], sizes.warmup, sizes.min_sample_s)
     naive = time_interleaved({"naive": conv_step(conv_forward_naive, conv_backward_naive, *args)},
                              sizes.repeats["naive"], warmup=0)["naive"]
+    ours = {b: t[b] for b in ctx.backends}
     label = f"conv fwd+bwd x{sizes.conv_x} w{sizes.conv_w} f32"
-    torch_row = Row("3b", f"{label} vs torch", "torch", "<= 3")
-    return [Row("3a", f"{label} vs naive", "naive", "> 1", inverse=True).record(t["fast"], naive),
-            torch_row.record(t["fast"], t["torch"]) if torch is not None
-            else skipped_row(torch_row, t["fast"], torch_skip)]
+    return [Row("3a", f"{label} vs naive", "naive", "> 1", inverse=True, judged=ctx.judged).record(ours, naive),
+            with_reference(Row("3b", f"{label} vs torch", "torch", "<= 3", judged=ctx.judged), ctx, ours,
+                           t.get("torch"))]
 
 
 # --------------------------------------------------------------------------- row 4: training step
 
 NET_HIDDEN, NET_INPUT, NET_CLASSES = [100] * 5, 784, 10
+
+
+def bn_net():
+    return FullyConnectedNet(NET_HIDDEN, input_dim=NET_INPUT, num_classes=NET_CLASSES, normalization="batchnorm",
+                             weight_scale=2e-2, dtype=np.float32, rng_seed=0)
 
 
 def normlab_train_step(model, X, y):
@@ -383,19 +304,16 @@ def torch_train_step(torch, model, X, y):
     return step
 
 
-def net_rows(sizes: Sizes, torch, torch_skip, bandwidth) -> list[Row]:
+def net_rows(ctx: Context) -> list[Row]:
     rng = np.random.default_rng(3)
-    model = FullyConnectedNet(NET_HIDDEN, input_dim=NET_INPUT, num_classes=NET_CLASSES,
-                              normalization="batchnorm", weight_scale=2e-2, dtype=np.float32, rng_seed=0)
-    X = rng.standard_normal((sizes.net_batch, NET_INPUT), dtype=np.float32)
-    y = rng.integers(NET_CLASSES, size=sizes.net_batch)
-    row = Row("4", f"train step 6-layer bn net, batch {sizes.net_batch}, Adam", "torch", "< 1")
-    fns = {"normlab": normlab_train_step(model, X, y)}
-    if torch is not None:
-        fns["torch"] = torch_train_step(torch, model, X, y)
-    t = time_interleaved(fns, sizes.repeats["net"], sizes.warmup)
-    return [row.record(t["normlab"], t["torch"]) if torch is not None
-            else skipped_row(row, t["normlab"], torch_skip)]
+    X = rng.standard_normal((ctx.sizes.net_batch, NET_INPUT), dtype=np.float32)
+    y = rng.integers(NET_CLASSES, size=ctx.sizes.net_batch)
+    row = Row("4", f"Adam step 6-layer BN net, batch {ctx.sizes.net_batch}", "torch", "< 1", judged=ctx.judged)
+    fns = per_backend(ctx, lambda: normlab_train_step(bn_net(), X, y))  # one model per backend, same weights
+    if ctx.torch is not None:
+        fns["torch"] = torch_train_step(ctx.torch, bn_net(), X, y)
+    t = time_interleaved(fns, ctx.sizes.repeats["net"], ctx.sizes.warmup, ctx.sizes.min_sample_s)
+    return [with_reference(row, ctx, {b: t[b] for b in ctx.backends}, t.get("torch"))]
 
 
 # --------------------------------------------------------------------------- row 5: engines
@@ -405,8 +323,7 @@ def engine_training(engine: str, data: dict, epochs: int):
     from normlab.solver import Solver
 
     def train():
-        model = FullyConnectedNet(NET_HIDDEN, input_dim=NET_INPUT, num_classes=NET_CLASSES,
-                                  normalization="batchnorm", weight_scale=2e-2, dtype=np.float32, rng_seed=0)
+        model = bn_net()
         if engine == "torch":
             from normlab.engines.pytorch import TorchModel
             model = TorchModel(model)
@@ -417,57 +334,28 @@ def engine_training(engine: str, data: dict, epochs: int):
     return train
 
 
-def engine_rows(sizes: Sizes, torch, torch_skip, bandwidth) -> list[Row]:
-    quick = sizes.repeats["engines"] == 1
-    n, epochs = (200, 1) if quick else (1000, 2)
+def engine_rows(ctx: Context) -> list[Row]:
+    n, epochs = (200, 1) if ctx.quick else (1000, 2)
     rng = np.random.default_rng(5)
     data = {"X_train": rng.standard_normal((n, NET_INPUT), dtype=np.float32),
             "y_train": rng.integers(NET_CLASSES, size=n),
             "X_val": rng.standard_normal((200, NET_INPUT), dtype=np.float32),
             "y_val": rng.integers(NET_CLASSES, size=200)}
-    row = Row("5", f"6-layer bn net training, {n} images x {epochs} epochs, numpy engine", "torch engine", "<= 1")
-    fns = {"normlab": engine_training("numpy", data, epochs)}
-    if torch is not None:
+    row = Row("5", f"6-layer BN net training, {n} images x {epochs} epochs, numpy engine", "torch engine", "<= 1",
+              judged=ctx.judged)
+    fns = per_backend(ctx, lambda: engine_training("numpy", data, epochs))
+    if ctx.torch is not None:
         fns["torch"] = engine_training("torch", data, epochs)
-    t = time_interleaved(fns, sizes.repeats["engines"], warmup=1)
-    return [row.record(t["normlab"], t["torch"]) if torch is not None
-            else skipped_row(row, t["normlab"], torch_skip)]
+    t = time_interleaved(fns, ctx.sizes.repeats["engines"], warmup=1)
+    return [with_reference(row, ctx, {b: t[b] for b in ctx.backends}, t.get("torch"))]
 
 
-ROW_FUNCTIONS = {"bn": bn_rows, "bn-alt": bn_alt_rows, "conv": conv_rows, "net": net_rows, "engines": engine_rows}
+ROW_FUNCTIONS = {"bn": goals.bn_rows, "bn-alt": bn_alt_rows, "conv": conv_rows, "net": net_rows,
+                 "engines": engine_rows, "norms": goals.norm_rows, "mlp": goals.mlp_rows,
+                 "reproduce": goals.reproduce_rows}
 
 
-# --------------------------------------------------------------------------- output
-
-def fmt_time(s: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if s >= scale:
-            return f"{s / scale:.3g} {unit}"
-    return f"{s / 1e-9:.3g} ns"
-
-
-def table_cells(row: Row) -> list[str]:
-    ours = fmt_time(row.normlab_s) if row.normlab_s is not None else "-"
-    if row.error:
-        return [row.id, row.name, ours, f"error: {row.error}", "-", "-", "-"]
-    if row.skipped:
-        return [row.id, row.name, ours, row.skipped, "-", "-", "-"]
-    ratio_name = f"{row.ref_name}/normlab" if row.inverse else f"normlab/{row.ref_name}"
-    return [row.id, row.name, ours, f"{fmt_time(row.ref_s)} ({row.ref_name})", f"{row.ratio:.2f}x",
-            f"{ratio_name} {row.target}", "yes" if row.met else "NO"]
-
-
-def print_table(rows: list[Row]) -> None:
-    header = ["#", "row", "normlab", "reference", "ratio", "target", "met"]
-    cells = [header] + [table_cells(r) for r in rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
-    right = {2, 3, 4}
-    for k, line in enumerate(cells):
-        print("  ".join(c.rjust(w) if i in right else c.ljust(w)
-                        for i, (c, w) in enumerate(zip(line, widths))).rstrip())
-        if k == 0:
-            print("  ".join("-" * w for w in widths))
-
+# --------------------------------------------------------------------------- environment
 
 def openblas_threads() -> int | None:
     """Threads NumPy's OpenBLAS actually uses, read from the loaded library (Linux only)."""
@@ -486,89 +374,105 @@ def openblas_threads() -> int | None:
     return None
 
 
-def environment(args, torch, sizes: Sizes, bandwidth: float | None) -> dict:
+def environment(args, ctx: Context) -> dict:
+    numba = sys.modules.get("numba")
     return {
         "python": platform.python_version(), "numpy": np.__version__,
-        "torch": torch.__version__ if torch is not None else None,
+        "torch": ctx.torch.__version__ if ctx.torch is not None else None,
+        "numba": getattr(numba, "__version__", None),
+        "backend_active": backend.active(), "backends": list(ctx.backends), "judged_on": ctx.judged,
+        "backend_env": os.environ.get(backend.BACKEND_VAR),
         "threads": args.threads, "env": {v: os.environ.get(v) for v in THREAD_VARS},
-        "openblas_threads": openblas_threads(),
-        "torch_threads": torch.get_num_threads() if torch is not None else None,
-        "cores_available": available_cores(), "load_average_1min": os.getloadavg()[0], "cpu": platform.processor() or platform.machine(),
-        "quick": args.quick, "rows": args.rows, "warmup": sizes.warmup, "repeats": sizes.repeats,
-        "copy_bandwidth_gb_s": bandwidth / 1e9 if bandwidth else None,
+        "kernel_threads": _threads.kernel_threads(), "openblas_threads": openblas_threads(),
+        "torch_threads": ctx.torch.get_num_threads() if ctx.torch is not None else None,
+        "cores_available": available_cores(), "load_average_1min": os.getloadavg()[0],
+        "cpu": platform.processor() or platform.machine(),
+        "quick": args.quick, "rows": args.rows, "warmup": ctx.sizes.warmup, "repeats": ctx.sizes.repeats,
+        "min_sample_s": ctx.sizes.min_sample_s,
+        "copy_bandwidth_gb_s": ctx.bandwidth / 1e9 if ctx.bandwidth else None,
         "timer": "time.perf_counter, interleaved, best of repeats",
     }
 
 
 def print_header(env: dict) -> None:
     print("normlab benchmarks" + ("  [--quick: tiny sizes, numbers meaningless]" if env["quick"] else ""))
-    print(f"python {env['python']}  numpy {env['numpy']}  torch {env['torch'] or 'not used'}")
+    print(f"python {env['python']}  numpy {env['numpy']}  torch {env['torch'] or 'not used'}"
+          f"  numba {env['numba'] or 'not installed'}")
+    judged = ("targets judged on numba" if env["judged_on"] == "numba" else
+              "targets judged on numpy (" + ("NORMLAB_BACKEND=numpy" if env["backend_env"] == "numpy"
+                                             else "Numba not available") + "): only the numpy column is measured")
+    print(f"backend.active() = {env['backend_active']}; measured on {', '.join(env['backends'])}; {judged}")
     print(f"threads {env['threads']}: " + " ".join(f"{k}={v}" for k, v in env["env"].items())
-          + f"; OpenBLAS reports {env['openblas_threads']}; torch.get_num_threads()={env['torch_threads']}"
+          + f"; kernel_threads()={env['kernel_threads']}; OpenBLAS reports {env['openblas_threads']}"
+          + f"; torch.get_num_threads()={env['torch_threads']}"
           + f"; {env['cores_available']} cores available, load average {env['load_average_1min']:.2f}"
           + (" (busy machine: timings noisy)" if env["load_average_1min"] > 0.5 * env["cores_available"] else ""))
     print(f"timing: warm-up {env['warmup']}, then best of interleaved repeats {env['repeats']}")
     print()
 
 
-def print_notes(env: dict, sizes: Sizes, rows: list[Row]) -> None:
+def print_notes(env: dict, ctx: Context, rows: list[Row]) -> None:
     print()
+    ids = {r.id for r in rows}
     if env["copy_bandwidth_gb_s"]:
-        print(f"memory floor (1a, 1c): {BN_ARRAYS} arrays x N*D*4 bytes (fwd: read x, write out; "
+        print(f"memory floor (1c, 1e, 1g): {BN_ARRAYS} arrays x N*D*4 bytes (fwd: read x, write out; "
               f"bwd: read dout, read x or x_hat, write dx; O(D) vectors ignored) / copy bandwidth "
-              f"{env['copy_bandwidth_gb_s']:.1f} GB/s (best np.copyto, 2 x {sizes.copy_mib} MiB buffers, "
-              "read+write counted; single-threaded like NumPy ufuncs)")
-    if any(r.id == "3a" for r in rows):
-        print(f"naive conv (3a): run {sizes.repeats['naive']}x without warm-up (it takes seconds)")
+              f"{env['copy_bandwidth_gb_s']:.1f} GB/s (best np.copyto, 2 x {ctx.sizes.copy_mib} MiB buffers, "
+              f"read+write counted; single-threaded, while the kernels use {env['kernel_threads']} thread(s))")
+    if ids & {"1a", "6a"}:
+        print("torch native (1, 6): aten::native_batch_norm / native_layer_norm / native_group_norm + their "
+              "backward (.default overloads, no autograd); outputs and gradients checked against normlab's "
+              "(allclose) before timing")
+    if "2" in ids:
+        print("2: alt and staged both run on each backend; the reference column shows staged on numba / numpy")
+    if "3a" in ids:
+        print(f"3: conv has no Numba kernel, both columns time the same NumPy code; naive conv (3a) "
+              f"run {ctx.sizes.repeats['naive']}x without warm-up (it takes seconds)")
+    if "7" in ids:
+        print("7: benchmarks/mlp_epoch.py measure() in a child process, one thread each (BLAS, kernels, torch); "
+              "seconds per epoch, best of its repeats")
+    if "8" in ids:
+        print(f"8: one run, on the default backend ({ctx.judged}) only, against the issue's baseline "
+              f"{goals.REPRODUCE_BASELINE_S:.0f} s; the NumPy reference engine's time: "
+              "NORMLAB_BACKEND=numpy .venv/bin/python benchmarks/run.py --rows reproduce, or "
+              "NORMLAB_BACKEND=numpy make bench-reproduce (1 and 2 workers)")
+    if "numba" in ctx.backends and not backend.available():
+        print("WARNING: a Numba kernel failed to compile during the run; from then on the numba column "
+              "timed the NumPy reference")
     print("ratio < 1 with target '<' means normlab is faster; speedup rows (2, 3a) print reference/normlab.")
-
-
-def write_json(path: str, payload: dict) -> None:
-    """Write to a temporary file in the same directory, then rename over `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".bench-", suffix=".json.tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 # --------------------------------------------------------------------------- main
 
-def run_rows(args, sizes: Sizes, torch, torch_skip, bandwidth) -> tuple[list[Row], bool]:
-    rows, failed = [], False
+def run_rows(args, ctx: Context) -> list[Row]:
+    rows = []
     for group in args.rows:
         print(f"running {group} ...", file=sys.stderr, flush=True)
+        previous = backend.set_backend(ctx.judged)
         try:
-            rows += ROW_FUNCTIONS[group](sizes, torch, torch_skip, bandwidth)
-        except Exception as exc:  # report, keep measuring the other rows, exit non-zero
-            traceback.print_exc()
-            rows.append(Row(group, group, "", error=f"{type(exc).__name__}: {exc}"))
-            failed = True
-    return rows, failed
+            rows += guarded([(group, group)], lambda: ROW_FUNCTIONS[group](ctx))
+        finally:
+            backend.set_backend(previous)  # rows switch backends per call; leave the process as it was
+    return rows
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    pin_threads(args.threads)  # for child processes; this process's pools were pinned at import
+    pin_threads(args.threads)  # for child processes and the kernels; BLAS pools were pinned at import
     sizes = QUICK if args.quick else FULL
     torch, torch_skip = load_torch(not args.no_torch, args.threads)
+    backends, judged = measured_backends()
     bandwidth = copy_bandwidth(sizes.copy_mib, sizes.repeats["copy"]) if "bn" in args.rows else None
-    env = environment(args, torch, sizes, bandwidth)
+    ctx = Context(sizes, args.quick, torch, torch_skip, bandwidth, backends, judged)
+    env = environment(args, ctx)
     print_header(env)
-    rows, failed = run_rows(args, sizes, torch, torch_skip, bandwidth)
-    print_table(rows)
-    print_notes(env, sizes, rows)
+    rows = run_rows(args, ctx)
+    print_table(rows, judged)
+    print_notes(env, ctx, rows)
     if args.json:
         write_json(args.json, {"environment": env, "rows": [r.as_dict() for r in rows]})
         print(f"wrote {args.json}")
-    return 1 if failed else 0
+    return 1 if any(r.error for r in rows) else 0
 
 
 if __name__ == "__main__":
