@@ -69,13 +69,23 @@ class Timing:
     number: int = 1  # calls per sample
 
 
+SETTLE_S = 0.02
+
+
 def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int,
-                     min_sample_s: float = 0.0) -> dict[str, Timing]:
+                     min_sample_s: float = 0.0, settle_s: float = SETTLE_S) -> dict[str, Timing]:
     """Warm every function up, then time them in turns so drift hits all alike.
 
     Each sample calls a function ``number`` times, the same for all of them:
     enough that the fastest takes ``min_sample_s`` (short calls are otherwise
     dominated by timer and scheduling noise). Times are per call.
+
+    Before each timed sample the function runs untimed for ``settle_s``: after
+    a call, PyTorch's OpenMP workers spin-wait for milliseconds (libgomp's
+    default GOMP_SPINCOUNT) on the cores the next contender's threads need.
+    Measured at (4096, 1024), batch norm on normlab's two threads took 5.2 ms
+    right after torch's call and 3.7 ms after its own; the settle lets
+    whatever ran before go idle, so no contender pays for another's threads.
     """
     for _ in range(warmup):
         for fn in fns.values():
@@ -91,6 +101,10 @@ def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup:
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            if settle_s > 0 and len(fns) > 1:
+                end = time.perf_counter() + settle_s
+                while time.perf_counter() < end:
+                    fn()
             t0 = time.perf_counter()
             for _ in range(number):
                 fn()
