@@ -57,10 +57,10 @@ def _tune_malloc() -> bool:
     fresh array is then a page fault on first touch. Measured here, batch
     norm forward + backward at (4096, 1024) float32: 8800 faults and 10.4 ms
     per call, against 0 faults and 3.9 ms with blocks up to ``MMAP_THRESHOLD``
-    kept in the heap and up to ``TRIM_THRESHOLD`` of free heap retained. Peak
-    memory is unchanged; up to TRIM_THRESHOLD of freed memory stays mapped
-    for reuse. ``NORMLAB_MALLOC=system`` leaves glibc's defaults. Not glibc
-    (macOS, musl): nothing to do.
+    kept in the heap and up to ``TRIM_THRESHOLD`` of free heap retained. The
+    cost: after a peak, up to TRIM_THRESHOLD of freed memory stays mapped for
+    reuse instead of going back to the OS. ``NORMLAB_MALLOC=system`` leaves
+    glibc's defaults. Not glibc (macOS, musl): nothing to do.
     """
     if os.environ.get(MALLOC_VAR, "").strip().lower() == "system" or platform.libc_ver()[0] != "glibc":
         return False
