@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np  # noqa: F401 - the signatures below are NumPy expressions, evaluated
 import pytest
 
 from normlab.nn import backend

@@ -17,7 +17,7 @@ from ._jit import (_affine2, _affine3, _block_moments, _dx2, _dx3, _gsums2, _gsu
                    _stats2, _stats3, _starts, _threads_for)
 from ._kernels import _map_runs
 
-__all__ = ["train_forward", "folded_backward", "param_grads"]
+__all__ = ["train_forward", "folded_backward", "param_grads", "running_update"]
 
 
 @jit()
@@ -218,3 +218,23 @@ def param_grads(dout: np.ndarray, x: np.ndarray, mean, inv_std, gamma, batch_sta
     _merge(parts, sums)
     _finish_backward(sums, inv_std, gamma, consts, batch_stats, coef)
     return coef[1], coef[0]
+
+
+@jit()
+def _running(rm, rv, bm, bv, k, out):
+    """out[0] = k[0] rm + k[1] bm, out[1] = k[0] rv + k[1] (bv k[2]), in the arrays' dtype, NumPy's order."""
+    for c in range(rm.shape[0]):
+        out[0, c] = k[0] * rm[c] + k[1] * bm[c]
+        out[1, c] = k[0] * rv[c] + k[1] * (bv[c] * k[2])
+
+
+def running_update(rm: np.ndarray, rv: np.ndarray, bm: np.ndarray, bv: np.ndarray, w: float, var_ratio):
+    """``((1 - w) rm + w bm, (1 - w) rv + w bv var_ratio)``, one compiled call, as ``batchnorm_train`` forms them.
+
+    All four (C,) arrays of one float dtype; (1 - w), w and var_ratio rounded to it first, as NumPy
+    rounds a Python float meeting an array. var_ratio None: bv as it is (x 1, exact).
+    """
+    k = np.array([1 - w, w, 1.0 if var_ratio is None else var_ratio], dtype=rm.dtype)
+    out = np.empty((2, rm.shape[0]), dtype=rm.dtype)
+    _running(rm, rv, bm, bv, k, out)
+    return out[0], out[1]

@@ -38,7 +38,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import backend
 from .._checks import as_float_array, param_vector, require_mode, require_ndim
+from . import _jit_layer
 from .core import (affine_normalize, affine_normalize_backward, batch_param_grads, reduced_size,
                    train_normalize)
 
@@ -166,13 +168,26 @@ def batchnorm_train(x, gamma, beta, stats: RunningStats | None, config: BatchNor
     batch_mean, batch_var = mean.reshape(-1), var.reshape(-1)
     if offset is not None:
         batch_mean = batch_mean + param_vector(offset, x.shape[1], "offset", x.dtype)
-    if config.convention == "torch":
-        batch_var = batch_var * (m / (m - 1))
-    w = config.new_weight
-    new_stats = RunningStats(((1 - w) * stats.mean + w * batch_mean).astype(x.dtype, copy=False),
-                             ((1 - w) * stats.var + w * batch_var).astype(x.dtype, copy=False))
+    new_stats = _running_update(stats, batch_mean, batch_var, config, m, x.dtype)
     cache = BatchNormCache(x, mean, norm_var, inv_std, g, config.eps, axes, True, param_shape, config.ddof)
     return out, new_stats, cache
+
+
+def _running_update(stats: RunningStats, batch_mean, batch_var, config: BatchNormConfig, m: int, dtype):
+    """The running statistics after this batch, in x's dtype (the convention's weights and variance)."""
+    w = config.new_weight
+    ratio = m / (m - 1) if config.convention == "torch" else None
+    if backend.fast() and all(a.dtype == dtype and a.flags.c_contiguous
+                              for a in (stats.mean, stats.var, batch_mean, batch_var)) and dtype.kind == "f" \
+            and dtype.itemsize in (4, 8):
+        try:
+            return RunningStats(*_jit_layer.running_update(stats.mean, stats.var, batch_mean, batch_var, w, ratio))
+        except backend.CompileErrors as exc:
+            backend.disable(exc)
+    if ratio is not None:
+        batch_var = batch_var * ratio
+    return RunningStats(((1 - w) * stats.mean + w * batch_mean).astype(dtype, copy=False),
+                        ((1 - w) * stats.var + w * batch_var).astype(dtype, copy=False))
 
 
 def batchnorm_eval(x, gamma, beta, stats: RunningStats | None, config: BatchNormConfig,

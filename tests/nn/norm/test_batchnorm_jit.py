@@ -286,3 +286,14 @@ def test_one_openmp_runtime_beside_torch():
     assert active == (os.environ.get("NORMLAB_BACKEND") or "numba")
     libs = eval(libs)
     assert len([lib for lib in libs if "omp" in lib]) <= 1 and not [lib for lib in libs if "tbb" in lib], libs
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("w, ratio", [(0.1, None), (0.1, 50 / 49), (0.9, None), (1 / 3, 7 / 6)])
+def test_running_update_is_numpys_expression_bit_for_bit(rng, dtype, w, ratio):
+    rm, rv, bm, bv = (rng.standard_normal(37).astype(dtype) for _ in range(4))
+    mean, var = _jit_layer.running_update(rm, rv, bm, bv, w, ratio)
+    bv_ref = bv if ratio is None else bv * ratio
+    np.testing.assert_array_equal(mean, (1 - w) * rm + w * bm)
+    np.testing.assert_array_equal(var, (1 - w) * rv + w * bv_ref)
+    assert mean.dtype == var.dtype == dtype
