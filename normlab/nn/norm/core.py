@@ -302,8 +302,8 @@ def affine_normalize_backward(dout: np.ndarray, x: np.ndarray, axes: tuple[int, 
     kernels = _use_kernels(x, axes, fast)
     if kernels and backend.fast() and _jit.supports(x, dout, gamma):
         try:
-            dx, dgamma, dbeta = _jit_layer.folded_backward(_channels(dout), _channels(x), *_vectors(mean, inv_std, gamma),
-                                                     bool(batch_stats), ddof)
+            dx, dgamma, dbeta = _jit_layer.folded_backward(_channels(dout), _channels(x),
+                                                           *_vectors(mean, inv_std, gamma), bool(batch_stats), ddof)
         except backend.CompileErrors as exc:
             backend.disable(exc)
         else:
