@@ -70,15 +70,6 @@ def _flat(a: np.ndarray) -> np.ndarray:
     return (a if a.flags.c_contiguous else np.ascontiguousarray(a)).reshape(-1)
 
 
-def _run(kernel, *args):
-    """``kernel(*args)``, or None after a compile error (the backend is then off)."""
-    try:
-        return kernel(*args)
-    except backend.CompileErrors as exc:
-        backend.disable(exc)
-        return None
-
-
 # ----------------------------------------------------------------------------- update rules
 # One pass over 1-D views of C-ordered arrays (one compiled variant per dtype, whatever the
 # weights' ndim); each returns True when a value it formed is not finite.
@@ -155,7 +146,7 @@ def sgd(w, dw, learning_rate):
     if not _ready(w):
         return None
     out = np.empty_like(w)
-    bad = _run(_sgd, w.reshape(-1), _flat(dw), w.dtype.type(learning_rate), out.reshape(-1))
+    bad = backend.compiled(_sgd, w.reshape(-1), _flat(dw), w.dtype.type(learning_rate), out.reshape(-1))
     return None if bad is None or bad else out
 
 
@@ -165,7 +156,7 @@ def _velocity_rule(kernel, w, dw, v, mu, lr):
     dt = w.dtype.type
     out, v_new = np.empty_like(w), np.empty_like(w)
     v = np.zeros(w.size, dtype=w.dtype) if v is None else _flat(v)
-    bad = _run(kernel, w.reshape(-1), _flat(dw), v, dt(mu), dt(lr), out.reshape(-1), v_new.reshape(-1))
+    bad = backend.compiled(kernel, w.reshape(-1), _flat(dw), v, dt(mu), dt(lr), out.reshape(-1), v_new.reshape(-1))
     return None if bad is None or bad else (out, v_new)
 
 
@@ -186,7 +177,7 @@ def rmsprop(w, dw, cache, decay_rate, learning_rate, epsilon):
     out, c_new = np.empty_like(w), np.empty_like(w)
     hp = np.array([decay_rate, 1 - decay_rate, learning_rate, epsilon], dtype=w.dtype)
     cache = np.zeros(w.size, dtype=w.dtype) if cache is None else _flat(cache)
-    bad = _run(_rmsprop, w.reshape(-1), _flat(dw), cache, hp, out.reshape(-1), c_new.reshape(-1))
+    bad = backend.compiled(_rmsprop, w.reshape(-1), _flat(dw), cache, hp, out.reshape(-1), c_new.reshape(-1))
     return None if bad is None or bad else (out, c_new)
 
 
@@ -199,7 +190,8 @@ def adam(w, dw, m, v, t, beta1, beta2, learning_rate, epsilon):
     v = np.zeros(w.size, dtype=w.dtype) if v is None else _flat(v)
     hp = np.array([beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1 ** t, learning_rate, 1 - beta2 ** t, epsilon],
                   dtype=w.dtype)
-    bad = _run(_adam, w.reshape(-1), _flat(dw), m, v, hp, out.reshape(-1), m_new.reshape(-1), v_new.reshape(-1))
+    bad = backend.compiled(_adam, w.reshape(-1), _flat(dw), m, v, hp, out.reshape(-1), m_new.reshape(-1),
+                           v_new.reshape(-1))
     return None if bad is None or bad else (out, m_new, v_new)
 
 
@@ -279,7 +271,7 @@ def sum_squares(w):
     if not (backend.fast() and isinstance(w, np.ndarray) and w.dtype in _FLOATS and w.flags.c_contiguous
             and _underflow_ignored()):
         return None
-    s = _run(_sum_squares, w.reshape(-1))
+    s = backend.compiled(_sum_squares, w.reshape(-1))
     # Only a sum beyond float64's range (or non-finite w) is not finite: NumPy's then says so its way.
     return None if s is None or not np.isfinite(s) else float(s)
 
@@ -296,7 +288,7 @@ def all_finite(a):
     """``bool(np.all(np.isfinite(a)))`` for a float32/float64 array, in one pass without a mask; or None."""
     if not (backend.fast() and isinstance(a, np.ndarray) and a.dtype in _FLOATS):
         return None
-    return _run(_all_finite, _flat(a))
+    return backend.compiled(_all_finite, _flat(a))
 
 
 # ----------------------------------------------------------------------------- ReLU
@@ -318,7 +310,7 @@ def relu_forward(x):
             and x.flags.c_contiguous):
         return None
     out = np.empty_like(x)
-    return None if _run(_relu, x.reshape(-1), out.reshape(-1)) is None else out
+    return None if backend.compiled(_relu, x.reshape(-1), out.reshape(-1)) is None else out
 
 
 @jit()
@@ -337,7 +329,7 @@ def relu_backward(dout, x):
             and dout.shape == x.shape and supports(dout, x) and dout.flags.c_contiguous and x.flags.c_contiguous):
         return None
     out = np.empty_like(dout)
-    return None if _run(_relu_mask, dout.reshape(-1), x.reshape(-1), out.reshape(-1)) is None else out
+    return None if backend.compiled(_relu_mask, dout.reshape(-1), x.reshape(-1), out.reshape(-1)) is None else out
 
 
 # ----------------------------------------------------------------------------- softmax loss
@@ -394,13 +386,13 @@ def softmax_loss(x, y):
     yi = y.astype(np.intp, copy=False)   # a uint64 label >= 2**63 wraps negative: out of range, reference
     x = np.ascontiguousarray(x)
     z = np.empty((n, c))
-    status = _run(_softmax_shift, x, yi, z)
+    status = backend.compiled(_softmax_shift, x, yi, z)
     if status is None or status != 0:
         return None
     np.exp(z, out=z)     # underflow ignored (checked above), as the reference's errstate has it
     probs_y = np.empty(n)
     dx = np.empty((n, c), dtype=x.dtype)
-    ok = _run(_softmax_grad, z, yi, probs_y, dx)
+    ok = backend.compiled(_softmax_grad, z, yi, probs_y, dx)
     if not ok:
         return None
     return -float(np.sum(np.log(probs_y, out=probs_y))) / n, dx

@@ -37,7 +37,7 @@ import warnings
 from contextlib import contextmanager
 
 __all__ = ["BACKEND_VAR", "BACKENDS", "MALLOC_VAR", "FastBackendNotice", "active", "fast", "set_backend", "using",
-           "jit", "available", "disable", "CompileErrors", "cache_dir"]
+           "jit", "compiled", "available", "disable", "CompileErrors", "cache_dir"]
 
 BACKEND_VAR = "NORMLAB_BACKEND"
 BACKENDS = ("numba", "numpy")
@@ -209,6 +209,18 @@ def disable(exc: BaseException) -> None:
     _state["failed"] = exc
     _notice(f"normlab: a Numba kernel failed to compile ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
             f"the NumPy reference computes from now on")
+
+
+def compiled(kernel, *args):
+    """``kernel(*args)``, or None when it cannot be compiled for them (the backend is then off).
+
+    Every fast path calls its kernels through this, and computes with NumPy on None.
+    """
+    try:
+        return kernel(*args)
+    except CompileErrors as exc:
+        disable(exc)
+        return None
 
 
 def jit(fastmath=False):

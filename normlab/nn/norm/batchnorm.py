@@ -40,7 +40,7 @@ import numpy as np
 
 from .. import backend
 from .._checks import as_float_array, param_vector, require_mode, require_ndim
-from . import _jit_layer
+from . import _jit, _jit_layer
 from .core import (affine_normalize, affine_normalize_backward, batch_param_grads, reduced_size,
                    train_normalize)
 
@@ -177,13 +177,12 @@ def _running_update(stats: RunningStats, batch_mean, batch_var, config: BatchNor
     """The running statistics after this batch, in x's dtype (the convention's weights and variance)."""
     w = config.new_weight
     ratio = m / (m - 1) if config.convention == "torch" else None
-    if backend.fast() and all(a.dtype == dtype and a.flags.c_contiguous
-                              for a in (stats.mean, stats.var, batch_mean, batch_var)) and dtype.kind == "f" \
-            and dtype.itemsize in (4, 8):
-        try:
-            return RunningStats(*_jit_layer.running_update(stats.mean, stats.var, batch_mean, batch_var, w, ratio))
-        except backend.CompileErrors as exc:
-            backend.disable(exc)
+    arrays = (stats.mean, stats.var, batch_mean, batch_var)
+    if backend.fast() and arrays[0].dtype == dtype and _jit.supports(*arrays) \
+            and all(a.flags.c_contiguous for a in arrays):
+        res = backend.compiled(_jit_layer.running_update, *arrays, w, ratio)
+        if res is not None:
+            return RunningStats(*res)
     if ratio is not None:
         batch_var = batch_var * ratio
     return RunningStats(((1 - w) * stats.mean + w * batch_mean).astype(dtype, copy=False),

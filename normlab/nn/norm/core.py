@@ -102,13 +102,8 @@ def _engine(*arrays):
 def _run(name: str, *args):
     """``engine.name(*args)``; a kernel that fails to compile turns the backend off and NumPy's run instead."""
     engine = _engine(*(a for a in args if isinstance(a, np.ndarray) and a.ndim >= 2))
-    try:
-        return getattr(engine, name)(*args)
-    except backend.CompileErrors as exc:
-        if engine is _kernels:
-            raise
-        backend.disable(exc)
-        return getattr(_kernels, name)(*args)
+    result = backend.compiled(getattr(_jit, name), *args) if engine is _jit else None
+    return getattr(_kernels, name)(*args) if result is None else result
 
 
 def _channels(a: np.ndarray) -> np.ndarray:
@@ -223,12 +218,10 @@ def train_normalize(x: np.ndarray, axes: tuple[int, ...], gamma, beta, eps: floa
     m / (m - ddof)``. gamma, beta: keepdims shape. Raises NonFiniteError on NaN/inf.
     """
     if _use_kernels(x, axes, None) and backend.fast() and _jit.supports(x, gamma, beta):
-        try:
-            out, st, finite = _jit_layer.train_forward(_channels(x), np.ascontiguousarray(gamma).reshape(-1),
-                                                       np.ascontiguousarray(beta).reshape(-1), eps, ddof)
-        except backend.CompileErrors as exc:
-            backend.disable(exc)
-        else:
+        res = backend.compiled(_jit_layer.train_forward, _channels(x), np.ascontiguousarray(gamma).reshape(-1),
+                               np.ascontiguousarray(beta).reshape(-1), eps, ddof)
+        if res is not None:
+            out, st, finite = res
             keep = (4, 1, -1) + (1,) * (x.ndim - 2)
             mean, var, norm_var, inv_std = st[:4].reshape(keep)
             if not finite:
@@ -262,13 +255,10 @@ def batch_param_grads(dout: np.ndarray, x: np.ndarray, axes: tuple[int, ...], me
     agree with the closed form on the parameter gradients bit for bit.
     """
     if _use_kernels(x, axes, None) and backend.fast() and _jit.supports(x, dout, gamma):
-        try:
-            dgamma, dbeta = _jit_layer.param_grads(_channels(dout), _channels(x), *_vectors(mean, inv_std, gamma),
-                                                   bool(batch_stats))
-        except backend.CompileErrors as exc:
-            backend.disable(exc)
-        else:
-            return _per_channel(dgamma, x.ndim), _per_channel(dbeta, x.ndim)
+        res = backend.compiled(_jit_layer.param_grads, _channels(dout), _channels(x),
+                               *_vectors(mean, inv_std, gamma), bool(batch_stats))
+        if res is not None:
+            return tuple(_per_channel(v, x.ndim) for v in res)
     dbeta, s1, _ = centered_sums(dout, x, axes, mean)
     return s1 * inv_std, dbeta
 
@@ -301,12 +291,10 @@ def affine_normalize_backward(dout: np.ndarray, x: np.ndarray, axes: tuple[int, 
     shape, m = x.shape, reduced_size(x.shape, axes)
     kernels = _use_kernels(x, axes, fast)
     if kernels and backend.fast() and _jit.supports(x, dout, gamma):
-        try:
-            dx, dgamma, dbeta = _jit_layer.folded_backward(_channels(dout), _channels(x),
-                                                           *_vectors(mean, inv_std, gamma), bool(batch_stats), ddof)
-        except backend.CompileErrors as exc:
-            backend.disable(exc)
-        else:
+        res = backend.compiled(_jit_layer.folded_backward, _channels(dout), _channels(x),
+                               *_vectors(mean, inv_std, gamma), bool(batch_stats), ddof)
+        if res is not None:
+            dx, dgamma, dbeta = res
             return dx.reshape(shape), _per_channel(dgamma, len(shape)), _per_channel(dbeta, len(shape))
     if kernels:   # the kernels' (N, C, rest) views and (C,) vectors, formed once for both passes
         x, dout = _channels(x), _channels(dout)

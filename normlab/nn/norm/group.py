@@ -95,15 +95,6 @@ def _fast_grad(dout, x: np.ndarray) -> bool:
     return (_fast(x) and isinstance(dout, np.ndarray) and dout.shape == x.shape and dout.dtype == x.dtype)
 
 
-def _compiled(kernel, *args):
-    """``kernel(*args)``, or None when it failed to compile (the backend is then off: NumPy computes)."""
-    try:
-        return kernel(*args)
-    except backend.CompileErrors as exc:
-        backend.disable(exc)
-        return None
-
-
 def layernorm_forward(x, gamma, beta, ln_param):
     """Forward pass for layer normalization.
 
@@ -125,7 +116,7 @@ def layernorm_forward(x, gamma, beta, ln_param):
     b = np.ascontiguousarray(param_vector(beta, d, "beta", x.dtype))
     if _fast(x):
         xc = np.ascontiguousarray(x)
-        res = _compiled(_jit_rows.layernorm_forward, xc, g, b, eps)
+        res = backend.compiled(_jit_rows.layernorm_forward, xc, g, b, eps)
         if res is not None and res[3]:   # statistics not finite: the reference raises NonFiniteError
             out, mean, inv_std, _ = res
             return out, LayerNormCache(xc, mean.reshape(-1, 1), inv_std.reshape(-1, 1), g, np.shape(gamma))
@@ -143,7 +134,7 @@ def layernorm_backward(dout, cache):
     """
     x, mean, inv_std, g, param_shape = cache
     if _fast_grad(dout, x):
-        res = _compiled(_jit_rows.layernorm_backward, np.ascontiguousarray(dout), np.ascontiguousarray(x),
+        res = backend.compiled(_jit_rows.layernorm_backward, np.ascontiguousarray(dout), np.ascontiguousarray(x),
                         mean.reshape(-1), inv_std.reshape(-1), g)
         if res is not None:
             dx, dgamma, dbeta = res
@@ -185,7 +176,7 @@ def _groupnorm(x, gamma, beta, G, eps):
     b = np.ascontiguousarray(param_vector(beta, c, "beta", x.dtype))
     if _fast(x):
         xc, stats = np.ascontiguousarray(x), (n, G, 1, 1, 1)
-        res = _compiled(_jit_rows.groupnorm_forward, xc.reshape(n * G, -1), G, g, b, eps)   # (N*G, C/G*H*W)
+        res = backend.compiled(_jit_rows.groupnorm_forward, xc.reshape(n * G, -1), G, g, b, eps)   # (N*G, C/G*H*W)
         if res is not None and res[3]:   # statistics not finite: the reference raises NonFiniteError
             out, mean, inv_std, _ = res
             return out.reshape(x.shape), GroupNormCache(xc, mean.reshape(stats), inv_std.reshape(stats), g, G,
@@ -207,7 +198,7 @@ def spatial_groupnorm_backward(dout, cache):
     n, c, h, w = x.shape
     if _fast_grad(dout, x):
         rows = (n * groups, -1)   # (N*G, C/G*H*W)
-        res = _compiled(_jit_rows.groupnorm_backward, np.ascontiguousarray(dout).reshape(rows),
+        res = backend.compiled(_jit_rows.groupnorm_backward, np.ascontiguousarray(dout).reshape(rows),
                         np.ascontiguousarray(x).reshape(rows), groups, mean.reshape(-1), inv_std.reshape(-1), g)
         if res is not None:
             dx, dgamma, dbeta = res
