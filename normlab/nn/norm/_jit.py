@@ -350,23 +350,17 @@ def _reduce(kernel, arrays, x, *tail, nparts):
     """Run a block-sum kernel over all blocks, on runs of blocks per thread; partials added in block order."""
     starts = _starts(x)
     nb = len(starts) - 1
-    parts = [np.empty((nb, x.shape[1]), dtype=np.float64) for _ in range(nparts)]
-    n = _threads_for(x, nb)
-    if n == 1:
-        kernel(*arrays, *tail, starts, 0, nb, *parts)
-    else:
-        _map_runs(lambda b0, b1: kernel(*arrays, *tail, starts, b0, b1, *parts), nb, n)
-    return [p[0] if nb == 1 else p.sum(axis=0) for p in parts]
+    parts = np.empty((nparts, nb, x.shape[1]))
+    _map_runs(lambda b0, b1: kernel(*arrays, *tail, starts, b0, b1, *parts), nb, _threads_for(x, nb))
+    sums = np.empty((nparts, x.shape[1]))
+    _merge(parts, sums)
+    return list(sums)
 
 
 def _elementwise(kernel, x, args, out):
     starts = _starts(x)
     nb = len(starts) - 1
-    n = _threads_for(x, nb)
-    if n == 1:
-        kernel(*args, out, 0, len(x))
-    else:
-        _map_runs(lambda b0, b1: kernel(*args, out, starts[b0], starts[b1]), nb, n)
+    _map_runs(lambda b0, b1: kernel(*args, out, starts[b0], starts[b1]), nb, _threads_for(x, nb))
     return out
 
 
@@ -381,12 +375,8 @@ def _block_moments(x: np.ndarray) -> np.ndarray:
     starts = _starts(x)
     nb = len(starts) - 1
     parts = np.empty((2, nb, x.shape[1]))
-    n = _threads_for(x, nb)
     kernel = _stats2 if x.ndim == 2 else _stats3
-    if n == 1:
-        kernel(x, starts, 0, nb, parts[0], parts[1])
-    else:
-        _map_runs(lambda b0, b1: kernel(x, starts, b0, b1, parts[0], parts[1]), nb, n)
+    _map_runs(lambda b0, b1: kernel(x, starts, b0, b1, parts[0], parts[1]), nb, _threads_for(x, nb))
     mom = np.empty((2, x.shape[1]))
     _merge_moments(parts[0], parts[1], starts, x.shape[2] if x.ndim == 3 else 1, mom)
     return mom

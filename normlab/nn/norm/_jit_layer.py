@@ -148,11 +148,27 @@ def train_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float
         return out, stats, finite
     finite = _finish_forward(_block_moments(x), gamma, consts, stats)
     affine = _affine2 if x.ndim == 2 else _affine3
-    if n == 1:
-        affine(x, stats[0], stats[4], beta, out, 0, len(x))
-    else:
-        _map_runs(lambda b0, b1: affine(x, stats[0], stats[4], beta, out, starts[b0], starts[b1]), nb, n)
+    _map_runs(lambda b0, b1: affine(x, stats[0], stats[4], beta, out, starts[b0], starts[b1]), nb, n)
     return out, stats, finite
+
+
+def _coefficients(dout, x, mean, inv_std, gamma, batch_stats: bool, consts, starts, n: int) -> np.ndarray:
+    """The backward's sums over the blocks, merged in block order, turned into ``_finish_backward``'s coef."""
+    C = x.shape[1]
+    nb = len(starts) - 1
+    parts = np.empty((3, nb, C))
+    kernel = _gsums2 if x.ndim == 2 else _gsums3
+    _map_runs(lambda b0, b1: kernel(dout, x, mean, starts, b0, b1, parts[0], parts[1], parts[2]), nb, n)
+    sums = np.empty((3, C))
+    _merge(parts, sums)
+    coef = np.empty((6, C), dtype=x.dtype)
+    _finish_backward(sums, inv_std, gamma, consts, batch_stats, coef)
+    return coef
+
+
+def _consts(x: np.ndarray, ddof: int) -> np.ndarray:
+    m = x.shape[0] * (x.shape[2] if x.ndim == 3 else 1)
+    return np.array([m - ddof, m], dtype=x.dtype)
 
 
 def folded_backward(dout: np.ndarray, x: np.ndarray, mean, inv_std, gamma, batch_stats: bool, ddof: int):
@@ -161,36 +177,18 @@ def folded_backward(dout: np.ndarray, x: np.ndarray, mean, inv_std, gamma, batch
     x, dout (A, C) or (A, C, B) of one dtype; mean, inv_std, gamma (C,) in it.
     """
     C = x.shape[1]
-    m = x.shape[0] * (x.shape[2] if x.ndim == 3 else 1)
-    consts = np.array([m - ddof, m], dtype=x.dtype)
+    consts = _consts(x, ddof)
     starts = _starts(x)
     nb = len(starts) - 1
-    parts = np.empty((3, nb, C))
-    sums = np.empty((3, C))
-    coef = np.empty((6, C), dtype=x.dtype)
     dx = _empty_like(x)
     n = _threads_for(x, nb)
     if nb == 1:   # one compiled call, as in train_forward
         serial = _backward_serial2 if x.ndim == 2 else _backward_serial3
-        serial(dout, x, mean, inv_std, gamma, consts, batch_stats, starts, parts, sums, coef, dx)
+        coef = np.empty((6, C), dtype=x.dtype)
+        serial(dout, x, mean, inv_std, gamma, consts, batch_stats, starts, np.empty((3, nb, C)), np.empty((3, C)),
+               coef, dx)
         return dx, coef[1], coef[0]
-    kernel = _gsums2 if x.ndim == 2 else _gsums3
-    dxk = _dx2 if x.ndim == 2 else _dx3
-    if n == 1:
-        kernel(dout, x, mean, starts, 0, nb, parts[0], parts[1], parts[2])
-    else:
-        _map_runs(lambda b0, b1: kernel(dout, x, mean, starts, b0, b1, parts[0], parts[1], parts[2]), nb, n)
-    _merge(parts, sums)
-    _finish_backward(sums, inv_std, gamma, consts, batch_stats, coef)
-    if n == 1:
-        dxk(dout, x, mean, coef[2], coef[3], coef[4], dx, 0, len(x))
-    else:
-        _map_runs(lambda b0, b1: dxk(dout, x, mean, coef[2], coef[3], coef[4], dx, starts[b0], starts[b1]), nb, n)
-    return dx, coef[1], coef[0]
-    kernel = _gsums2 if x.ndim == 2 else _gsums3
-    _map_runs(lambda b0, b1: kernel(dout, x, mean, starts, b0, b1, parts[0], parts[1], parts[2]), nb, n)
-    _merge(parts, sums)
-    _finish_backward(sums, inv_std, gamma, consts, batch_stats, coef)
+    coef = _coefficients(dout, x, mean, inv_std, gamma, batch_stats, consts, starts, n)
     dxk = _dx2 if x.ndim == 2 else _dx3
     _map_runs(lambda b0, b1: dxk(dout, x, mean, coef[2], coef[3], coef[4], dx, starts[b0], starts[b1]), nb, n)
     return dx, coef[1], coef[0]
@@ -199,24 +197,12 @@ def folded_backward(dout: np.ndarray, x: np.ndarray, mean, inv_std, gamma, batch
 def param_grads(dout: np.ndarray, x: np.ndarray, mean, inv_std, gamma, batch_stats: bool):
     """``(dgamma, dbeta)`` (C,) of ``folded_backward``, bit for bit, without dx.
 
-    The same sums (the (A, C) kernels round in a fixed order, inlined or not) and the same coefficients.
+    The same kernels and coefficients; for one block ``folded_backward`` runs them inlined in one
+    call, which rounds the same for x (A, C): those sums are compiled without reassociation.
     """
-    C = x.shape[1]
-    m = x.shape[0] * (x.shape[2] if x.ndim == 3 else 1)
-    consts = np.array([m, m], dtype=x.dtype)   # a uses m - ddof, unused here
     starts = _starts(x)
-    nb = len(starts) - 1
-    parts = np.empty((3, nb, C))
-    sums = np.empty((3, C))
-    coef = np.empty((6, C), dtype=x.dtype)
-    kernel = _gsums2 if x.ndim == 2 else _gsums3
-    n = _threads_for(x, nb)
-    if n == 1:
-        kernel(dout, x, mean, starts, 0, nb, parts[0], parts[1], parts[2])
-    else:
-        _map_runs(lambda b0, b1: kernel(dout, x, mean, starts, b0, b1, parts[0], parts[1], parts[2]), nb, n)
-    _merge(parts, sums)
-    _finish_backward(sums, inv_std, gamma, consts, batch_stats, coef)
+    coef = _coefficients(dout, x, mean, inv_std, gamma, batch_stats, _consts(x, 0), starts,
+                         _threads_for(x, len(starts) - 1))
     return coef[1], coef[0]
 
 

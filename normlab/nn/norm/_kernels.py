@@ -67,7 +67,11 @@ def _map_runs(fn, nblocks: int, nthreads: int) -> None:
     """fn(b0, b1) on ``nthreads`` contiguous runs of blocks, on the pool (compiled kernels release the GIL).
 
     Each block's result has its own place, so how the runs are cut changes no result.
+    One thread: fn(0, nblocks) on the caller's, no pool.
     """
+    if nthreads == 1:
+        fn(0, nblocks)
+        return
     global _pool
     with _pool_lock:
         if _pool is None or _pool._max_workers < nthreads:
