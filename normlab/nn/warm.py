@@ -22,6 +22,17 @@ __all__ = ["warm"]
 _ROWS = (8, 6000)
 
 
+def _batchnorm(forward, backwards, x, g, b) -> None:
+    """Train and test mode (running statistics from one train step), each backward of the layer."""
+    for mode in ("train", "test"):
+        p = {"mode": "train"}
+        out, cache = forward(x, g, b, p)
+        p["mode"] = mode
+        out, cache = forward(x, g, b, p)
+        for backward in backwards:
+            backward(out, cache)
+
+
 def _norm_layers(dtype) -> None:
     from ..layers import (batchnorm_backward, batchnorm_backward_alt, batchnorm_forward, layernorm_backward,
                           layernorm_forward, spatial_batchnorm_backward, spatial_batchnorm_forward,
@@ -30,23 +41,12 @@ def _norm_layers(dtype) -> None:
     for rows in _ROWS:
         x = rng.standard_normal((rows, 64)).astype(dtype)
         g, b = np.ones(64, dtype), np.zeros(64, dtype)
-        for mode in ("train", "test"):
-            p = {"mode": "train"}
-            out, cache = batchnorm_forward(x, g, b, p)
-            p["mode"] = mode
-            out, cache = batchnorm_forward(x, g, b, p)
-            batchnorm_backward_alt(out, cache)
-            batchnorm_backward(out, cache)
+        _batchnorm(batchnorm_forward, (batchnorm_backward_alt, batchnorm_backward), x, g, b)
         out, cache = layernorm_forward(x, g, b, {})
         layernorm_backward(out, cache)
         x4 = rng.standard_normal((max(2, rows // 100), 8, 14, 14)).astype(dtype)
         g4, b4 = np.ones(8, dtype), np.zeros(8, dtype)
-        for mode in ("train", "test"):
-            p = {"mode": "train"}
-            out, cache = spatial_batchnorm_forward(x4, g4, b4, p)
-            p["mode"] = mode
-            out, cache = spatial_batchnorm_forward(x4, g4, b4, p)
-            spatial_batchnorm_backward(out, cache)
+        _batchnorm(spatial_batchnorm_forward, (spatial_batchnorm_backward,), x4, g4, b4)
         out, cache = spatial_groupnorm_forward(x4, g4.reshape(1, 8, 1, 1), b4.reshape(1, 8, 1, 1), 2, {})
         spatial_groupnorm_backward(out, cache)
 
