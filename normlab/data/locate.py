@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._paths import user_cache
 from .errors import DatasetNotFoundError
 from .registry import Dataset, Layout, get
 
@@ -30,8 +31,7 @@ SYSTEM_DIRS: tuple[Path, ...] = (Path("/usr/share/datasets"),)
 
 def cache_dir() -> Path:
     """The user cache root for downloads: ``$XDG_CACHE_HOME/normlab`` or ``~/.cache/normlab``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "normlab"
+    return user_cache()
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ import sys
 import warnings
 from contextlib import contextmanager
 
+from .._paths import user_cache
+
 __all__ = ["BACKEND_VAR", "BACKENDS", "MALLOC_VAR", "FastBackendNotice", "active", "fast", "set_backend", "using",
            "jit", "compiled", "available", "disable", "CompileErrors", "cache_dir"]
 
@@ -79,9 +81,8 @@ class FastBackendNotice(UserWarning):
 
 
 def cache_dir() -> str:
-    """Where compiled kernels are cached unless NUMBA_CACHE_DIR says otherwise."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "normlab", "numba")
+    """Where compiled kernels are cached unless NUMBA_CACHE_DIR says otherwise: the user cache's numba/."""
+    return str(user_cache() / "numba")
 
 
 def _requested() -> str:
