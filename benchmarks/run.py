@@ -74,7 +74,10 @@ import os
 import platform
 import sys
 
-THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NORMLAB_NUM_THREADS")
+# normlab's thread policy: every BLAS/OpenMP variable and the kernels' own (imports no numpy).
+from normlab._threads import KERNEL_THREADS_VAR, THREAD_VARS as _BLAS_VARS  # noqa: E402
+
+THREAD_VARS = _BLAS_VARS + (KERNEL_THREADS_VAR,)
 ROW_GROUPS = ("bn", "bn-alt", "conv", "net", "engines", "norms", "mlp", "reproduce")
 
 
