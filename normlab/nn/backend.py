@@ -94,13 +94,19 @@ def _requested() -> str:
 
 
 def _import_numba():
-    if "numba" not in sys.modules:
-        # Numba reads its cache location once, at import: the user cache, not site-packages.
-        os.environ.setdefault("NUMBA_CACHE_DIR", cache_dir())
+    # The user cache, not a __pycache__ beside normlab's sources, unless NUMBA_CACHE_DIR says
+    # where. Numba reads the variable at its import and looks at config.CACHE_DIR when a
+    # cached function is defined, so both are set: an earlier `import numba` (a test's
+    # importorskip, the user's own) keeps its config otherwise. Children inherit the variable.
+    preset = bool(os.environ.get("NUMBA_CACHE_DIR"))
+    if not preset:
+        os.environ["NUMBA_CACHE_DIR"] = cache_dir()
     try:
         import numba
     except Exception as exc:   # ImportError, or a numba that does not load with this NumPy
         return None, exc
+    if not preset:
+        numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
     return numba, None
 
 

@@ -82,6 +82,20 @@ def test_compiled_code_is_cached_in_the_user_cache(tmp_path):
     assert r.stdout.split() == [str(tmp_path / "normlab" / "numba")] * 2
 
 
+def test_the_user_cache_even_when_numba_was_imported_first(tmp_path):
+    """A test's importorskip("numba") or the user's own import comes first: kernels still go to the user cache."""
+    code = ("import numba, numpy as np\n"
+            "from normlab.layers import batchnorm_forward\n"
+            "batchnorm_forward(np.ones((4, 3)) * np.arange(4)[:, None], np.ones(3), np.zeros(3), {'mode': 'train'})\n"
+            "print(numba.config.CACHE_DIR)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "NORMLAB_BACKEND")}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(tmp_path / "normlab" / "numba")
+    assert list((tmp_path / "normlab" / "numba").rglob("*_jit_layer*.nbi"))
+
+
 def test_malloc_policy_can_be_left_alone():
     code = "import normlab.nn.backend as b; print(b.MALLOC_TUNED)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
