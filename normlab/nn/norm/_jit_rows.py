@@ -44,8 +44,7 @@ from ..backend import jit
 from ._jit import _REDUCE
 from ._kernels import _map_runs
 
-__all__ = ["supports", "layernorm_forward", "layernorm_backward", "groupnorm_forward", "groupnorm_backward",
-           "warm"]
+__all__ = ["supports", "layernorm_forward", "layernorm_backward", "groupnorm_forward", "groupnorm_backward"]
 
 BLOCK_BYTES = 1 << 18        # rows of x per block: a few hundred KiB, in L2 with dout and dx
 SERIAL_BYTES = 1 << 20       # below this one thread does it all: hand-off costs more than it saves
@@ -350,17 +349,3 @@ def groupnorm_backward(dout: np.ndarray, x: np.ndarray, groups: int, mean: np.nd
                        gamma: np.ndarray):
     """dout, x (N*G, M), mean/inv_std (N*G,), gamma (C,): (dx (N*G, M), dgamma (C,), dbeta (C,))."""
     return _backward(_gn_backward, dout, x, (groups,), mean, inv_std, gamma, gamma.shape[0])
-
-
-def warm() -> list[str]:
-    """Compile (or load from the cache) every kernel here for float32 and float64; returns their names."""
-    for dt in (np.float32, np.float64):
-        x = np.arange(12, dtype=dt).reshape(2, 6)
-        v = np.ones(6, dt)
-        out, mean, inv_std, _ = layernorm_forward(x, v, v, 1e-5)
-        layernorm_backward(x, x, mean, inv_std, v)
-        xg = x.reshape(4, 3)   # (N*G, M): N=2, G=2, C=6, H*W=1
-        out, mean, inv_std, _ = groupnorm_forward(xg, 2, v, v, 1e-5)
-        groupnorm_backward(xg, xg, 2, mean, inv_std, v)
-        _merge(np.zeros((2, 6)), v)
-    return ["_forward", "_ln_backward", "_gn_backward", "_merge"]

@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("numba")
 
-from normlab.nn import backend  # noqa: E402
+from normlab.nn import backend, warm  # noqa: E402
 from normlab.nn._checks import NonFiniteError  # noqa: E402
 from normlab.nn.norm import _jit_rows  # noqa: E402
 from normlab.nn.norm.group import (GroupNormCache, LayerNormCache, instancenorm_backward,  # noqa: E402
@@ -29,7 +29,7 @@ def compiled():
     """Compile (or load) the kernels once, outside any test's time."""
     if not backend.available():
         pytest.skip("the Numba backend is not available")
-    _jit_rows.warm()
+    warm.warm()   # every kernel, as make setup compiles them
 
 
 @pytest.fixture(autouse=True)
